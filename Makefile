@@ -1,0 +1,42 @@
+# The two commands: `make run` and `make test`. Each bootstraps .venv once and
+# reinstalls only when setup.cfg changes (stamp files).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+FLASK  := $(BIN)/flask --app oidc_provider
+HOST   ?= 127.0.0.1
+PORT   ?= 5000
+
+.PHONY: run test lint e2e-deps demo bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(FLASK) clients check
+	$(FLASK) db upgrade
+	$(FLASK) keys ensure
+	$(FLASK) run --host $(HOST) --port $(PORT)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check oidc_provider tests examples
+
+test: $(VENV)/.installed-test e2e-deps
+	$(BIN)/ruff check oidc_provider tests examples
+	$(BIN)/pytest
+
+# Debian packages the browser tests need (installed when running as root).
+e2e-deps:
+	@bash tests/e2e/install-deps.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,32 @@
+"""Login Portal: an OpenID Connect provider with password + TOTP sign-in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from . import clients, config, db, keys, security
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    """Build the provider. `overrides` replaces any setting (tests use it)."""
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        instance_path=str((overrides or {}).get("INSTANCE_PATH") or ROOT / "instance"),
+    )
+    app.config.from_mapping(config.load(app.instance_path, overrides))
+    db.init_app(app)
+    clients.init_app(app)
+    keys.init_app(app)
+    security.init_app(app)
+
+    from . import cli, endpoints, models  # noqa: F401  (models registers the tables)
+
+    endpoints.init_app(app)
+    cli.init_app(app)
+    return app

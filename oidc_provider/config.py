@@ -1,0 +1,203 @@
+"""Every setting of the provider: its default, its unit and why, in one place.
+
+Settings come from environment variables; `create_app(config)` may override any
+of them (tests do). An invalid value stops start-up with a message naming the
+setting.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting has a value the provider cannot run with."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    doc: str
+    kind: type = str
+
+
+MINUTE = 60
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+# name, default, what it is for (the README table is generated from this list)
+SETTINGS: tuple[Setting, ...] = (
+    Setting("OIDC_ISSUER", "http://127.0.0.1:5000", "Issuer identifier; every URL the RPs see starts here."),
+    Setting(
+        "SECRET_KEY",
+        None,
+        "Signs cookies and CSRF tokens; derives the MFA secret key. Unset: generated once into instance/secret_key.",
+    ),
+    Setting(
+        "DATABASE_URL",
+        None,
+        "SQLAlchemy URL (sqlite:///… or postgresql+psycopg://…). Unset: SQLite in instance/.",
+    ),
+    Setting("OIDC_CLIENTS_FILE", "clients.yaml", "The registry of relying-party apps."),
+    Setting("OIDC_KEYS_DIR", "keys", "Folder of the signing keys (JWK files, mode 0600)."),
+    Setting(
+        "PORTAL_NAME", "Login Portal", "Shown on every page, in emails and as the authenticator app's issuer."
+    ),
+    # lifetimes, seconds
+    Setting(
+        "AUTHORIZATION_CODE_LIFETIME",
+        60,
+        "Seconds an authorization code can be redeemed (RFC 9700: short).",
+        int,
+    ),
+    Setting("ACCESS_TOKEN_LIFETIME", HOUR, "Seconds an access token is valid.", int),
+    Setting("ID_TOKEN_LIFETIME", HOUR, "Seconds an ID token is valid.", int),
+    Setting(
+        "REFRESH_TOKEN_LIFETIME", 30 * DAY, "Seconds a refresh token is valid (each use rotates it).", int
+    ),
+    Setting(
+        "LOGIN_TRANSACTION_LIFETIME",
+        30 * MINUTE,
+        "Seconds a parked authorization request waits for the sign-in.",
+        int,
+    ),
+    Setting(
+        "SSO_SESSION_LIFETIME", 12 * HOUR, "Seconds a sign-in lasts in the browser (SSO across apps).", int
+    ),
+    Setting("SSO_SESSION_IDLE", 2 * HOUR, "Seconds of inactivity after which the SSO session ends.", int),
+    Setting("ACTIVATION_LIFETIME", 2 * DAY, "Seconds an activation link works (once).", int),
+    Setting("PASSWORD_RESET_LIFETIME", HOUR, "Seconds a password-reset link works (once).", int),
+    Setting("TRUSTED_COMPUTER_LIFETIME", 7 * DAY, "Seconds 'Trust this computer' skips MFA.", int),
+    Setting("REAUTH_MAX_AGE", 5 * MINUTE, "Seconds a sign-in counts as fresh for changing MFA methods.", int),
+    Setting("OTP_DELIVERY_STEP", 10 * MINUTE, "Seconds an emailed or texted code stays valid.", int),
+    Setting("OTP_RESEND_COOLDOWN", 30, "Seconds before another code can be sent.", int),
+    Setting("OTP_SENDS_PER_HOUR", 5, "Codes one method may be sent per hour.", int),
+    Setting("OTP_MAX_ATTEMPTS", 5, "Wrong tries allowed for one sent code.", int),
+    # guessing limits
+    Setting(
+        "LOGIN_FAILURES_BEFORE_LOCKOUT",
+        5,
+        "Wrong passwords/codes per account before a temporary lockout.",
+        int,
+    ),
+    Setting("LOGIN_LOCKOUT_BASE", MINUTE, "Seconds of the first lockout; each further one doubles.", int),
+    Setting("LOGIN_LOCKOUT_MAX", HOUR, "Longest lockout in seconds; never permanent.", int),
+    Setting(
+        "RATELIMIT_STORAGE_URI",
+        "memory://",
+        "Flask-Limiter storage: memory:// for one process, redis://… for several.",
+    ),
+    Setting("RATELIMIT_LOGIN", "20 per minute;200 per hour", "Sign-in attempts per client IP."),
+    Setting("RATELIMIT_EMAIL", "5 per hour", "Registration/reset/new-link emails per client IP."),
+    # keys
+    Setting(
+        "OIDC_KEY_ROTATION_DELAY",
+        DAY,
+        "Seconds a new key is published before it signs (RPs refresh their JWKS cache).",
+        int,
+    ),
+    # mail and SMS
+    Setting("MAIL_SERVER", "", "SMTP host; empty: mail goes to instance/outbox/ and the console."),
+    Setting("MAIL_PORT", 25, "SMTP port.", int),
+    Setting("MAIL_USE_TLS", False, "STARTTLS after connecting.", bool),
+    Setting("MAIL_USE_SSL", False, "Implicit TLS (SMTPS).", bool),
+    Setting("MAIL_USERNAME", "", "SMTP user, if the server needs one."),
+    Setting("MAIL_PASSWORD", "", "SMTP password."),
+    Setting("MAIL_FROM", "Login Portal <no-reply@localhost>", "Sender of every email."),
+    Setting("MAIL_TIMEOUT", 10, "Seconds to wait for the SMTP server.", int),
+    Setting("OUTBOX_DIR", None, "Where unsent mail and SMS are written. Unset: instance/outbox/."),
+    Setting("SMS_GATEWAY_URL", "", "HTTP gateway for SMS (JSON POST); empty: SMS go to the outbox."),
+    Setting("SMS_GATEWAY_TOKEN", "", "Bearer token for the SMS gateway."),
+    Setting(
+        "SMS_ALLOWED_REGIONS",
+        "NL,BE,DE,FR,GB,US,CA",
+        "ISO country codes whose mobile numbers may receive codes.",
+    ),
+    Setting("DELIVERY_RETRIES", 3, "Attempts for each email or SMS before it is reported failed.", int),
+    Setting("TRUSTED_PROXIES", 0, "Reverse proxies in front whose X-Forwarded-For/-Proto are believed.", int),
+    Setting("SESSION_COOKIE_SECURE", None, "Secure cookies; unset: on when OIDC_ISSUER is https.", bool),
+)
+
+BY_NAME = {s.name: s for s in SETTINGS}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _parse(setting: Setting, raw: Any) -> Any:
+    if raw is None or setting.kind is str or not isinstance(raw, str):
+        if setting.kind is int and raw is not None and not isinstance(raw, int):
+            raise ConfigError(f"{setting.name}: expected a whole number, got {raw!r}")
+        return raw
+    if setting.kind is bool:
+        if raw.strip().lower() in _TRUE:
+            return True
+        if raw.strip().lower() in _FALSE:
+            return False
+        raise ConfigError(f"{setting.name}: expected true or false, got {raw!r}")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{setting.name}: expected a whole number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{setting.name}: must not be negative, got {value}")
+    return value
+
+
+def _secret_key(instance: Path) -> str:
+    """A key generated once and kept in instance/, so restarts keep cookies valid."""
+    path = instance / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return key
+
+
+def load(instance_path: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Return the Flask config mapping: defaults < environment < overrides."""
+    overrides = dict(overrides or {})
+    instance = Path(instance_path)
+    instance.mkdir(parents=True, exist_ok=True)
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        raw = overrides.pop(s.name) if s.name in overrides else os.environ.get(s.name, s.default)
+        values[s.name] = _parse(s, raw)
+    values.update(overrides)  # settings of Flask itself and tests' hooks (CLOCK, TESTING…)
+
+    issuer = values["OIDC_ISSUER"]
+    if not issuer.startswith(("https://", "http://")) or "?" in issuer or "#" in issuer:
+        raise ConfigError(f"OIDC_ISSUER: must be an http(s) URL without query or fragment, got {issuer!r}")
+    values["OIDC_ISSUER"] = issuer.rstrip("/")
+    if not values["SECRET_KEY"]:
+        values["SECRET_KEY"] = _secret_key(instance)
+    if not values["DATABASE_URL"]:
+        values["DATABASE_URL"] = f"sqlite:///{instance / 'portal.sqlite3'}"
+    values.setdefault("SQLALCHEMY_DATABASE_URI", values["DATABASE_URL"])
+    if not values["OUTBOX_DIR"]:
+        values["OUTBOX_DIR"] = str(instance / "outbox")
+    if values["SESSION_COOKIE_SECURE"] is None:
+        values["SESSION_COOKIE_SECURE"] = values["OIDC_ISSUER"].startswith("https://")
+    values["SMS_ALLOWED_REGIONS"] = [
+        r.strip().upper() for r in str(values["SMS_ALLOWED_REGIONS"]).split(",") if r.strip()
+    ]
+    for name in ("AUTHORIZATION_CODE_LIFETIME", "ACCESS_TOKEN_LIFETIME", "ID_TOKEN_LIFETIME"):
+        if values[name] <= 0:
+            raise ConfigError(f"{name}: must be positive, got {values[name]}")
+    values.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="portal_session",
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session cookie
+        RATELIMIT_HEADERS_ENABLED=True,
+    )
+    return values

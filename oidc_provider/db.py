@@ -1,0 +1,64 @@
+"""The database handle, migrations, the clock and the random source.
+
+`now()` and `new_token()` are the only clock and randomness the provider uses,
+so tests can move time (config `CLOCK`) and nothing ever sleeps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+from flask import Flask, current_app, has_app_context
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import MetaData
+
+# Named constraints keep Alembic migrations portable between SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING))
+migrate = Migrate()
+MIGRATIONS = str(Path(__file__).parent / "migrations")
+
+
+def init_app(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
+
+
+def now() -> datetime:
+    """The current time, UTC, naive (stored as such on SQLite and PostgreSQL)."""
+    clock = current_app.config.get("CLOCK") if has_app_context() else None
+    moment = clock() if clock else datetime.now(UTC)
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def timestamp(moment: datetime | None = None) -> int:
+    """Seconds since the epoch of a naive UTC datetime (default: now)."""
+    return int((moment or now()).replace(tzinfo=UTC).timestamp())
+
+
+def new_token(nbytes: int = 32) -> str:
+    """A URL-safe random token (256 bits by default)."""
+    source = current_app.config.get("TOKEN_SOURCE") if has_app_context() else None
+    return (source or secrets.token_urlsafe)(nbytes)
+
+
+def token_hash(token: str) -> str:
+    """SHA-256 of a high-entropy token: what is stored instead of the token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def same(a: str, b: str) -> bool:
+    """Constant-time string comparison."""
+    return hmac.compare_digest(a.encode(), b.encode())

@@ -1,0 +1,211 @@
+"""The provider's tables. Secrets are never stored: only their SHA-256 (tokens)
+or argon2id (passwords) hashes, and MFA secrets encrypted.
+
+Times are naive UTC (`db.now()`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .db import db, now
+
+
+class User(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # `sub`: stable, opaque, never the email (OIDC Core 2, 5.7)
+    sub: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    activated_at: Mapped[datetime | None]
+    password_changed_at: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]
+    disabled_reason: Mapped[str | None] = mapped_column(String(500))
+    # guessing limit: consecutive failures, and a lockout that doubles each time
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    lockouts: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+
+    mfa_methods: Mapped[list[MfaMethod]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", order_by="MfaMethod.id"
+    )
+
+    @property
+    def is_active(self) -> bool:
+        return self.activated_at is not None and self.disabled_at is None
+
+    def get_user_id(self) -> int:  # Authlib
+        return self.id
+
+    @property
+    def confirmed_methods(self) -> list[MfaMethod]:
+        return [m for m in self.mfa_methods if m.confirmed_at is not None]
+
+
+class MfaMethod(db.Model):
+    """One second factor: `totp` (authenticator app), `email` or `sms`."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    target: Mapped[str | None] = mapped_column(String(320))  # email address or E.164 number
+    secret: Mapped[str] = mapped_column(Text)  # encrypted (mfa.py)
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    confirmed_at: Mapped[datetime | None]  # None while enrolment awaits its first code
+    last_used_at: Mapped[datetime | None]
+    last_timecode: Mapped[int | None]  # replay guard: the last time step accepted
+    code_sent_at: Mapped[datetime | None]
+    send_window_start: Mapped[datetime | None]
+    sends_in_window: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)  # wrong tries for the current sent code
+
+    user: Mapped[User] = relationship(back_populates="mfa_methods")
+
+
+class AccountToken(db.Model):
+    """A single-use emailed link: `activation` (48 h) or `reset` (1 h)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(20))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship()
+
+
+class LoginTransaction(db.Model):
+    """A validated authorization request parked while the user signs in."""
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(100))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    expires_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+
+
+class SsoSession(db.Model):
+    """A browser's sign-in. The cookie holds a token whose hash is `cookie_hash`;
+    `sid` is the public id given to RPs and stays for the session's life."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid: Mapped[str] = mapped_column(String(64), unique=True)
+    cookie_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    auth_time: Mapped[datetime]
+    amr: Mapped[list[str]] = mapped_column(JSON)
+    acr: Mapped[str] = mapped_column(String(100))
+    mfa_at: Mapped[datetime | None]  # when the last MFA code was accepted in this session
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    last_seen_at: Mapped[datetime] = mapped_column(default=now)
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+    user: Mapped[User] = relationship()
+
+
+class TrustedComputer(db.Model):
+    """A browser where MFA is skipped for a week ("Trust this computer")."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    last_used_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime]
+
+
+class Consent(db.Model):
+    """Scopes a user granted to a (not first-party) client."""
+
+    __table_args__ = (UniqueConstraint("user_id", "client_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(String(100))
+    scope: Mapped[str] = mapped_column(Text)
+    granted_at: Mapped[datetime] = mapped_column(default=now)
+
+
+class AuthorizationCode(db.Model):
+    """An issued code; kept after use (`used_at`) so a replay can revoke its tokens."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(String(100))
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    response_type: Mapped[str] = mapped_column(String(40), default="code")
+    scope: Mapped[str] = mapped_column(Text)
+    nonce: Mapped[str | None] = mapped_column(Text)
+    code_challenge: Mapped[str | None] = mapped_column(String(128))
+    code_challenge_method: Mapped[str | None] = mapped_column(String(10))
+    claims: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    auth_time: Mapped[datetime]
+    acr: Mapped[str] = mapped_column(String(100))
+    amr: Mapped[list[str]] = mapped_column(JSON)
+    sid: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class Token(db.Model):
+    """An access token and, maybe, its refresh token. Refresh tokens rotate: the
+    old row is revoked and the new one joins the same `family`."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(100), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    access_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    refresh_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    token_type: Mapped[str] = mapped_column(String(20), default="Bearer")
+    scope: Mapped[str] = mapped_column(Text)
+    claims: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    issued_at: Mapped[datetime] = mapped_column(default=now)
+    expires_at: Mapped[datetime]
+    refresh_expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    refresh_used_at: Mapped[datetime | None]
+    family: Mapped[str] = mapped_column(String(64), index=True)
+    code_id: Mapped[int | None] = mapped_column(ForeignKey("authorization_code.id"), index=True)
+    sid: Mapped[str | None] = mapped_column(String(64), index=True)
+    auth_time: Mapped[datetime]
+    acr: Mapped[str] = mapped_column(String(100))
+    amr: Mapped[list[str]] = mapped_column(JSON)
+    offline: Mapped[bool] = mapped_column(default=False)
+
+    user: Mapped[User] = relationship()
+
+
+class AuditEvent(db.Model):
+    __table_args__ = (Index("ix_audit_event_user_at", "user_id", "at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=now, index=True)
+    event: Mapped[str] = mapped_column(String(50))
+    outcome: Mapped[str] = mapped_column(String(20), default="ok")
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    email: Mapped[str | None] = mapped_column(String(320))
+    client_id: Mapped[str | None] = mapped_column(String(100))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class UsedJti(db.Model):
+    """`jti`s of client assertions (private_key_jwt) seen, refused if replayed."""
+
+    jti: Mapped[str] = mapped_column(String(200), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    expires_at: Mapped[datetime]

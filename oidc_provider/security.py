@@ -1,0 +1,57 @@
+"""What every response and form shares: CSRF, rate limits, security headers,
+the client's address behind proxies, and error pages that never show a trace."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify, render_template, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+csrf = CSRFProtect()
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
+    "form-action 'self' *; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def init_app(app: Flask) -> None:
+    if app.config.get("TRUSTED_PROXIES"):
+        n = int(app.config["TRUSTED_PROXIES"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    csrf.init_app(app)
+    limiter.init_app(app)
+    app.after_request(_headers)
+    app.register_error_handler(HTTPException, _http_error)
+
+
+def _headers(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response
+
+
+def wants_json() -> bool:
+    """RP-facing endpoints answer errors in JSON; browsers get a page."""
+    return request.blueprint == "endpoints" or request.accept_mimetypes.best == "application/json"
+
+
+def _http_error(exc: HTTPException) -> tuple[Response | str, int]:
+    code = exc.code or 500
+    if wants_json():
+        return jsonify(
+            error="invalid_request" if code < 500 else "server_error", error_description=exc.description
+        ), code
+    return render_template("error.html", title=exc.name, message=exc.description), code
+
+
+def client_ip() -> str:
+    return request.remote_addr or "unknown"
