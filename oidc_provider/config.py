@@ -113,6 +113,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("OUTBOX_DIR", None, "Where unsent mail and SMS are written. Unset: instance/outbox/."),
     Setting("SMS_GATEWAY_URL", "", "HTTP gateway for SMS (JSON POST); empty: SMS go to the outbox."),
     Setting("SMS_GATEWAY_TOKEN", "", "Bearer token for the SMS gateway."),
+    Setting("SMS_GATEWAY_TIMEOUT", 10, "Seconds to wait for the SMS gateway.", int),
     Setting(
         "SMS_ALLOWED_REGIONS",
         "NL,BE,DE,FR,GB,US,CA",
