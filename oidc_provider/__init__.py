@@ -25,8 +25,13 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     keys.init_app(app)
     security.init_app(app)
 
-    from . import cli, endpoints, models  # noqa: F401  (models registers the tables)
+    from . import account, authorize, cli, endpoints, login, models, oauth, portal  # noqa: F401  (models: the tables)
 
+    oauth.init_app(app)
     endpoints.init_app(app)
+    account.init_app(app)
+    authorize.init_app(app)
+    login.init_app(app)
+    portal.init_app(app)
     cli.init_app(app)
     return app

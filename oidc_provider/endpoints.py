@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app
+from authlib.oauth2 import OAuth2Error
+from flask import Blueprint, Flask, Response, current_app, jsonify
 from sqlalchemy import text
 
-from . import keys
+from . import interaction, keys, oauth
 from .db import db
 from .security import csrf
 
@@ -25,11 +26,71 @@ def metadata(app: Flask) -> dict[str, Any]:
     issuer = app.config["OIDC_ISSUER"]
     return {
         "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/token",
+        "userinfo_endpoint": f"{issuer}/userinfo",
         "jwks_uri": f"{issuer}/jwks.json",
+        "revocation_endpoint": f"{issuer}/revoke",
+        "introspection_endpoint": f"{issuer}/introspect",
+        "scopes_supported": oauth.SCOPES,
         "response_types_supported": ["code"],
+        "response_modes_supported": ["query", "form_post"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(keys.ALGS),
+        "token_endpoint_auth_methods_supported": oauth.AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "PS256"],
+        "revocation_endpoint_auth_methods_supported": oauth.AUTH_METHODS,
+        "introspection_endpoint_auth_methods_supported": oauth.AUTH_METHODS,
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": oauth.CLAIMS
+        + ["iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "at_hash", "sid"],
+        "claims_parameter_supported": True,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "acr_values_supported": list(interaction.ACR_VALUES),
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "display_values_supported": ["page"],
+        "ui_locales_supported": ["en"],
+        "claims_locales_supported": ["en"],
+        "authorization_response_iss_parameter_supported": True,
     }
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+@bp.post("/token")
+def token() -> Response:
+    response = oauth.authorization_server().create_token_response()
+    if response.status_code == 200:
+        db.session.commit()
+    else:
+        db.session.rollback()
+    return _no_store(response)
+
+
+@bp.route("/userinfo", methods=["GET", "POST"])
+def userinfo() -> Response:
+    try:
+        token = oauth.protector().acquire_token(["openid"])
+    except OAuth2Error as error:
+        oauth.protector().raise_error_response(error)
+    info = oauth.user_info(token.user, token.scope, token.claims)
+    return _no_store(jsonify(info))
+
+
+@bp.post("/revoke")
+def revoke() -> Response:
+    return _no_store(oauth.authorization_server().create_endpoint_response("revocation"))
+
+
+@bp.post("/introspect")
+def introspect() -> Response:
+    return _no_store(oauth.authorization_server().create_endpoint_response("introspection"))
 
 
 @bp.get("/.well-known/openid-configuration")

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .db import db, now
+from .db import db, now, timestamp
 
 
 class User(db.Model):
@@ -64,6 +64,8 @@ class MfaMethod(db.Model):
     send_window_start: Mapped[datetime | None]
     sends_in_window: Mapped[int] = mapped_column(default=0)
     attempts: Mapped[int] = mapped_column(default=0)  # wrong tries for the current sent code
+    # a new email/phone awaiting its code: the method it takes the place of once confirmed
+    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("mfa_method.id", ondelete="SET NULL"))
 
     user: Mapped[User] = relationship(back_populates="mfa_methods")
 
@@ -90,6 +92,7 @@ class LoginTransaction(db.Model):
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=now)
     expires_at: Mapped[datetime]
+    consented_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
 
 
@@ -160,6 +163,26 @@ class AuthorizationCode(db.Model):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
 
+    # Authlib's AuthorizationCodeMixin
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        """The sign-in time, not the code's: OIDC Core 2 `auth_time`."""
+        return timestamp(self.auth_time)
+
+    def get_acr(self) -> str:
+        return self.acr
+
+    def get_amr(self) -> list[str]:
+        return list(self.amr)
+
 
 class Token(db.Model):
     """An access token and, maybe, its refresh token. Refresh tokens rotate: the
@@ -187,6 +210,33 @@ class Token(db.Model):
     offline: Mapped[bool] = mapped_column(default=False)
 
     user: Mapped[User] = relationship()
+
+    # Authlib's TokenMixin
+    def check_client(self, client: Any) -> bool:
+        return self.client_id == client.get_client_id()
+
+    def get_client(self) -> Any:
+        from .clients import query_client
+
+        return query_client(self.client_id)
+
+    def get_user(self) -> User:
+        return self.user
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_expires_in(self) -> int:
+        return int((self.expires_at - self.issued_at).total_seconds())
+
+    def get_expires_at(self) -> int:
+        return timestamp(self.expires_at)
+
+    def is_expired(self) -> bool:
+        return self.expires_at <= now()
+
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None or not self.user.is_active
 
 
 class AuditEvent(db.Model):

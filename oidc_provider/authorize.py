@@ -1,0 +1,302 @@
+"""Blueprint for the browser side of the protocol: `/authorize`, consent,
+and the protocol error page.
+
+A request travels: Authlib validates it → `interaction.next_step` says what
+is missing → the request is parked and the browser signs in (login.py) or
+consents → it resumes here with `?tx=` → Authlib issues the code.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidRequestError
+from authlib.oidc.core.errors import (
+    ConsentRequiredError,
+    InteractionRequiredError,
+    LoginRequiredError,
+    RequestNotSupportedError,
+    RequestURINotSupportedError,
+)
+from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request, url_for
+from joserfc import jwt
+from joserfc.errors import JoseError
+
+from . import interaction, keys, sessions, transactions
+from .clients import Client, query_client
+from .db import db, now
+from .forms import ConfirmForm
+from .models import Consent, LoginTransaction, SsoSession
+from .oauth import ParkedRequest, add_issuer, authorization_server
+from .security import csrf
+
+bp = Blueprint("authorize", __name__)
+INTERACTION_ERRORS = {
+    "login_required": LoginRequiredError,
+    "consent_required": ConsentRequiredError,
+    "interaction_required": InteractionRequiredError,
+}
+SCOPE_TEXT = {
+    "openid": "Know who you are (a stable, anonymous user id)",
+    "profile": "See your name",
+    "email": "See your email address",
+    "phone": "See your verified mobile number",
+    "offline_access": "Stay connected when you are not using it",
+}
+
+
+# -- answering the RP ------------------------------------------------------------
+
+
+def respond(redirect_uri: str, params: list[tuple[str, str]], response_mode: str | None) -> Response:
+    """Deliver an authorization response (success or error) in the requested mode."""
+    if response_mode == "form_post":
+        response = Response(render_template("authorize/form_post.html", action=redirect_uri, params=params))
+        origin = "{0.scheme}://{0.netloc}".format(urlsplit(redirect_uri))
+        response.headers["Content-Security-Policy"] = (
+            f"default-src 'none'; script-src 'self'; style-src 'self'; form-action {origin}; "
+            "frame-ancestors 'none'; base-uri 'none'"
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    return redirect(add_params_to_uri(redirect_uri, params), 302)
+
+
+def redirect_params(response: Response, redirect_uri: str) -> list[tuple[str, str]]:
+    """The parameters Authlib added to the redirect URI (its own query comes first)."""
+    own = len(parse_qsl(urlsplit(redirect_uri).query, keep_blank_values=True))
+    return parse_qsl(urlsplit(response.location).query, keep_blank_values=True)[own:]
+
+
+def error_response(error: OAuth2Error, params: Any) -> Response:
+    """A redirect with `error`, `state` and `iss` when the redirect URI is
+    trusted; otherwise a page, never a redirect (RFC 6749 4.1.2.1)."""
+    if not error.redirect_uri:
+        return error_page(error.error, error.description, 400)
+    body = [("error", error.error)]
+    if error.description:
+        body.append(("error_description", error.description))
+    if params.get("state") is not None:
+        body.append(("state", params.get("state")))
+    body.append(("iss", current_app.config["OIDC_ISSUER"]))
+    return respond(error.redirect_uri, body, params.get("response_mode"))
+
+
+def error_page(error: str, description: str | None, status: int) -> Response:
+    hint = {
+        "invalid_client": "The app that sent you here is not registered with this portal.",
+        "invalid_request": "The app that sent you here made a request this portal cannot answer.",
+    }.get(error)
+    page = render_template(
+        "authorize/error.html",
+        title="This sign-in link does not work",
+        error=error,
+        message=description,
+        hint=hint,
+    )
+    return Response(page, status=status)
+
+
+# -- the request ------------------------------------------------------------------
+
+
+def _check_extras(params: Any, grant: Any) -> None:
+    """What Authlib leaves to us (DESIGN.md trap 7), as the spec's errors."""
+    uri = grant.redirect_uri
+    if params.get("request"):
+        raise RequestNotSupportedError(redirect_uri=uri)
+    if params.get("request_uri"):
+        raise RequestURINotSupportedError(redirect_uri=uri)
+    if params.get("response_mode") not in (None, "query", "form_post"):
+        raise InvalidRequestError("Unsupported response_mode.", redirect_uri=uri)
+    if "openid" not in (params.get("scope") or "").split():
+        raise InvalidRequestError("The openid scope is required.", redirect_uri=uri)
+    try:
+        interaction.parse_prompt(params.get("prompt"))
+        interaction.parse_max_age(params.get("max_age"))
+        _requested_claims(params)
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc), redirect_uri=uri) from None
+
+
+def _requested_claims(params: Any) -> dict[str, Any] | None:
+    """The `claims` parameter's userinfo part (OIDC Core 5.5)."""
+    raw = params.get("claims")
+    if not raw:
+        return None
+    try:
+        claims = json.loads(raw)
+    except ValueError:
+        raise ValueError("The claims parameter is not valid JSON.") from None
+    if not isinstance(claims, dict):
+        raise ValueError("The claims parameter must be a JSON object.")
+    userinfo = claims.get("userinfo") or {}
+    return dict(userinfo) if isinstance(userinfo, dict) else None
+
+
+def hint_subject(id_token_hint: str | None) -> str | None:
+    """`sub` of an ID token we issued (expired ones too), or ValueError."""
+    if not id_token_hint:
+        return None
+    try:
+        token = jwt.decode(id_token_hint, keys.ring().verification_keys(), algorithms=list(keys.ALGS))
+    except (JoseError, ValueError):
+        raise ValueError("id_token_hint is not an ID token issued by this provider.") from None
+    return token.claims.get("sub")
+
+
+def policy_request(params: Any, client: Client, tx: LoginTransaction | None) -> interaction.Request:
+    return interaction.Request(
+        prompt=interaction.parse_prompt(params.get("prompt")),
+        max_age=interaction.parse_max_age(params.get("max_age")),
+        id_token_hint_sub=hint_subject(params.get("id_token_hint")),
+        acr_values=tuple((params.get("acr_values") or "").split()),
+        require_mfa=client.require_mfa,
+        first_party=client.first_party,
+        scope=frozenset((params.get("scope") or "").split()),
+        started_at=tx.created_at if tx else None,
+        consented=bool(tx and tx.consented_at),
+    )
+
+
+def has_consent(sso: SsoSession | None, client: Client, scope: str) -> bool:
+    if sso is None:
+        return False
+    consent = db.session.scalar(db.select(Consent).filter_by(user_id=sso.user_id, client_id=client.client_id))
+    return consent is not None and set(scope.split()) <= set(consent.scope.split())
+
+
+def _policy_session(sso: SsoSession | None) -> interaction.Session | None:
+    if sso is None:
+        return None
+    return interaction.Session(sub=sso.user.sub, auth_time=sso.auth_time, acr=sso.acr)
+
+
+def _go_to_step(step: str, params: dict[str, str], client: Client, tx: LoginTransaction | None) -> Response:
+    tx = tx or transactions.park(params, client.client_id)
+    if step == interaction.CONSENT:
+        return redirect(url_for("authorize.consent", tx=tx.id))
+    if step == interaction.MFA:
+        return redirect(url_for("login.step_up", tx=tx.id))
+    return redirect(url_for("login.password", tx=tx.id))
+
+
+def handle(oauth_request: Any, tx: LoginTransaction | None) -> Response:
+    """Validate, decide what is missing, and either ask the user or issue the code."""
+    server = authorization_server()
+    params = oauth_request.payload.data
+    sso = sessions.current()
+    try:
+        grant = server.get_consent_grant(oauth_request, end_user=sso.user if sso else None)
+        _check_extras(params, grant)
+        client = grant.client
+        try:
+            policy = policy_request(params, client, tx)
+            step = interaction.next_step(
+                policy, _policy_session(sso), has_consent(sso, client, grant.request.scope), now()
+            )
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc), redirect_uri=grant.redirect_uri) from None
+        except interaction.InteractionError as exc:
+            raise INTERACTION_ERRORS[exc.error](
+                description=exc.description, redirect_uri=grant.redirect_uri
+            ) from None
+    except OAuth2Error as error:
+        return error_response(error, params)
+    if step:
+        return _go_to_step(step, {k: params.get(k) for k in params}, client, tx)
+    grant.request.sso = sso
+    grant.request.claims_requested = _requested_claims(params)
+    response = add_issuer(
+        server.create_authorization_response(oauth_request, grant_user=sso.user, grant=grant)
+    )
+    if tx is not None:
+        transactions.complete(tx)
+    if response.status_code != 302:
+        return response
+    return respond(
+        grant.redirect_uri, redirect_params(response, grant.redirect_uri), params.get("response_mode")
+    )
+
+
+@bp.route("/authorize", methods=["GET", "POST"])
+def authorize() -> Response:
+    tx_id = request.args.get("tx")
+    if tx_id is None:
+        return handle(authorization_server().create_oauth2_request(request), None)
+    try:
+        tx = transactions.load(tx_id)
+    except transactions.TransactionGone as gone:
+        return transaction_gone(gone)
+    return handle(ParkedRequest(tx.params, request.url), tx)
+
+
+def transaction_gone(gone: transactions.TransactionGone) -> Response:
+    """Back, refresh or an old tab: a clear page, not an error from deep inside."""
+    client = query_client(gone.tx.client_id) if gone.tx else None
+    messages = {
+        "completed": "You are already signed in to this app.",
+        "expired": "This sign-in took too long and has expired.",
+        "unknown": "This sign-in link is not valid (anymore).",
+    }
+    page = render_template(
+        "authorize/gone.html", title="Start again from the app", message=messages[gone.reason], client=client
+    )
+    return Response(page, status=410 if gone.reason != "unknown" else 404)
+
+
+# -- consent ----------------------------------------------------------------------
+
+
+@bp.route("/authorize/consent", methods=["GET", "POST"])
+def consent() -> Response:
+    try:
+        tx = transactions.load(request.args.get("tx"))
+    except transactions.TransactionGone as gone:
+        return transaction_gone(gone)
+    sso = sessions.current()
+    client = query_client(tx.client_id)
+    if sso is None or client is None:
+        return redirect(url_for("authorize.authorize", tx=tx.id))
+    scope = client.get_allowed_scope(tx.params.get("scope", ""))
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        if request.form.get("decision") != "allow":
+            error = AccessDeniedError(
+                "The user did not allow the request.", redirect_uri=tx.params["redirect_uri"]
+            )
+            transactions.complete(tx)
+            return error_response(error, tx.params)
+        remember_consent(sso.user_id, client.client_id, scope)
+        transactions.consent_given(tx)
+        return redirect(url_for("authorize.authorize", tx=tx.id))
+    items = [SCOPE_TEXT[s] for s in scope.split() if s in SCOPE_TEXT]
+    return Response(
+        render_template(
+            "authorize/consent.html",
+            title=f"Allow {client.name}?",
+            client=client,
+            items=items,
+            form=form,
+            user=sso.user,
+        )
+    )
+
+
+def remember_consent(user_id: int, client_id: str, scope: str) -> None:
+    """Remember the granted scopes per user and client (a union with earlier grants)."""
+    item = db.session.scalar(db.select(Consent).filter_by(user_id=user_id, client_id=client_id))
+    if item is None:
+        item = Consent(user_id=user_id, client_id=client_id, scope="")
+        db.session.add(item)
+    item.scope = " ".join(sorted(set(item.scope.split()) | set(scope.split())))
+    db.session.commit()
+
+
+def init_app(app: Flask) -> None:
+    csrf.exempt("oidc_provider.authorize.authorize")
+    app.register_blueprint(bp)

@@ -1,0 +1,249 @@
+"""Blueprint for the hosted sign-in: the password step, then the second step
+(a one-time code, or enrolment of a first MFA method), then back to the app
+that asked (`/authorize?tx=…`) or to the portal home.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, Response, current_app, flash, redirect, render_template, request, url_for
+
+from . import audit, interaction, mfa, sessions, signin, transactions
+from .clients import query_client
+from .db import db, now
+from .forms import CodeForm, LoginForm
+from .mfa import Outcome, SendOutcome
+from .models import LoginTransaction, MfaMethod, User
+from .security import client_ip, limiter
+
+bp = Blueprint("login", __name__)
+STATUS = {"invalid": 422, "wrong": 401, "locked": 429, "disabled": 403, "not_activated": 403}
+
+
+def _failed(response: Response) -> bool:
+    """Only failed attempts count against the per-address limit."""
+    return response.status_code != 302
+
+
+def _tx() -> LoginTransaction | None:
+    return transactions.find(request.args.get("tx"))
+
+
+def wants_mfa(tx: LoginTransaction | None) -> bool:
+    """The app asked for MFA on this request (acr_values or its client setting)."""
+    if tx is None:
+        return False
+    client = query_client(tx.client_id)
+    return interaction.Request(
+        acr_values=tuple((tx.params.get("acr_values") or "").split()),
+        require_mfa=bool(client and client.require_mfa),
+    ).wants_mfa
+
+
+def continue_url(tx: LoginTransaction | None) -> str:
+    """Where a finished sign-in goes: the app's request, or the portal home."""
+    return url_for("authorize.authorize", tx=tx.id) if tx else url_for("portal.home")
+
+
+def finish(
+    user: User,
+    amr: list[str],
+    acr: str,
+    *,
+    mfa: bool,
+    trust: bool = False,
+    tx: LoginTransaction | None = None,
+) -> Response:
+    """Start the SSO session and go on; the only way a sign-in completes."""
+    sso = sessions.start(user, amr, acr, now() if mfa else None)
+    audit.record(
+        "signin_ok",
+        user=user,
+        email=user.email,
+        client_id=tx.client_id if tx else None,
+        amr=amr,
+        sid=sso.sid,
+        ip=client_ip(),
+    )
+    db.session.commit()
+    response = redirect(continue_url(tx))
+    if trust:
+        sessions.trust_this_computer(response, user)
+    return response
+
+
+def after_password(user: User, tx: LoginTransaction | None) -> Response:
+    """Password accepted: enrol a first method, skip MFA on a trusted computer,
+    or ask for a code."""
+    sessions.set_pending(user, tx.id if tx else None)
+    if not user.confirmed_methods:
+        return redirect(url_for("login.enrol"))
+    trusted = sessions.trusted_computer(user)
+    if trusted is not None and not wants_mfa(tx):
+        sessions.touch(trusted)
+        return finish(user, ["pwd"], interaction.ACR_PASSWORD, mfa=False, tx=tx)
+    return redirect(url_for("login.second_factor"))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"], methods=["POST"], deduct_when=_failed)
+def password() -> Response | str:
+    tx = _tx()
+    form = LoginForm()
+    if request.method == "GET" and tx is not None:
+        form.email.data = tx.params.get("login_hint") or form.email.data
+    message, result = None, None
+    if form.validate_on_submit():
+        result = signin.check_password(form.email.data, form.password.data, tx.client_id if tx else None)
+        if result.kind == "ok":
+            return after_password(result.user, tx)
+        message = result.error
+    client = query_client(tx.client_id) if tx else None
+    status = 200 if request.method == "GET" else STATUS.get(result.kind if result else "invalid", 401)
+    return render_template(
+        "login/password.html",
+        title="Sign in",
+        form=form,
+        message=message,
+        client=client,
+        not_activated=bool(result and result.kind == "not_activated"),
+        tx=tx,
+    ), status
+
+
+@bp.route("/login/step-up")
+def step_up() -> Response:
+    """An app asked for MFA but this browser signed in without it (trusted computer)."""
+    tx = _tx()
+    sso = sessions.current()
+    if sso is None or tx is None:
+        return redirect(url_for("login.password", tx=tx.id if tx else None))
+    sessions.set_pending(sso.user, tx.id, step_up=True)
+    return redirect(url_for("login.second_factor"))
+
+
+# -- the second step: a one-time code ----------------------------------------------
+
+CODE_MESSAGES = {
+    Outcome.WRONG: "That code is not right. Check the code and try again.",
+    Outcome.EXPIRED: "That code has expired. Send a new code.",
+    Outcome.REPLAYED: "That code was already used. Wait for the next code in your app.",
+    Outcome.LOCKED: "Too many wrong tries for this code. Send a new code.",
+    Outcome.NOT_SENT: "Send a code first.",
+}
+AMR = {"totp": ["pwd", "otp", "mfa"], "email": ["pwd", "otp", "mfa"], "sms": ["pwd", "otp", "sms", "mfa"]}
+
+
+def send_message(method: MfaMethod, result: mfa.SendResult) -> tuple[str, str]:
+    """What to tell the user after asking for a code: (message, flash category)."""
+    wait = (
+        f"{result.seconds_left} seconds"
+        if result.seconds_left < 120
+        else f"{-(-result.seconds_left // 60)} minutes"
+    )
+    return {
+        SendOutcome.SENT: (
+            f"We sent a code to {mfa.mask(method)}. It can take a minute to arrive.",
+            "success",
+        ),
+        SendOutcome.COOLDOWN: (f"A code was sent moments ago. You can ask for a new one in {wait}.", "info"),
+        SendOutcome.HOURLY_LIMIT: (
+            f"Too many codes were sent. You can ask for a new one in {wait}.",
+            "error",
+        ),
+        SendOutcome.FAILED: ("We could not send the code right now. Please try again in a moment.", "error"),
+    }[result.outcome]
+
+
+def _pending_user() -> tuple[User | None, dict | None]:
+    data = sessions.pending()
+    user = db.session.get(User, data["user_id"]) if data else None
+    if user is None or not user.is_active:
+        return None, None
+    return user, data
+
+
+def _chosen(user: User, method_id: str | None) -> MfaMethod | None:
+    methods = mfa.methods(user)
+    if method_id and method_id.isdigit():
+        return mfa.find(user, int(method_id))
+    return methods[0] if methods else None
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"], methods=["POST"], deduct_when=_failed)
+def second_factor() -> Response | str:
+    user, pending = _pending_user()
+    if user is None:
+        return redirect(url_for("login.password"))
+    if not user.confirmed_methods:
+        return redirect(url_for("login.enrol"))
+    tx = transactions.find(pending.get("tx"))
+    form = CodeForm()
+    method = _chosen(user, form.method.data if request.method == "POST" else request.args.get("method"))
+    if method is None:
+        return redirect(url_for("login.second_factor"))
+    message, status = None, 200
+    if form.validate_on_submit():
+        message, status = _check_code(user, method, form.code.data, tx)
+        if message is None:
+            clear = pending.get("step_up", False)
+            sessions.clear_pending()
+            return finish(
+                user,
+                AMR[method.kind],
+                interaction.ACR_MFA,
+                mfa=True,
+                trust=bool(form.trust.data) and not clear,
+                tx=tx,
+            )
+    elif request.method == "POST":
+        status = 422
+    form.method.data = str(method.id)
+    return render_template(
+        "login/code.html",
+        title="Enter your code",
+        form=form,
+        method=method,
+        methods=mfa.methods(user),
+        mask=mfa.mask,
+        message=message,
+        tx=tx,
+        client=query_client(tx.client_id) if tx else None,
+        step_up=pending.get("step_up", False),
+    ), status
+
+
+def _check_code(
+    user: User, method: MfaMethod, code: str, tx: LoginTransaction | None
+) -> tuple[str | None, int]:
+    """None when the code is right; otherwise the message and status to show."""
+    if seconds := signin.locked_for(user):
+        return signin.locked_message(seconds), 429
+    result = mfa.verify(method, code)
+    if result.ok:
+        signin.record_success(user)
+        return None, 200
+    signin.record_failure(user, "mfa_failed", tx.client_id if tx else None)
+    if seconds := signin.locked_for(user):
+        return signin.locked_message(seconds), 429
+    message = CODE_MESSAGES[result.outcome]
+    if result.attempts_left is not None and result.outcome is Outcome.WRONG:
+        message += f" {result.attempts_left} tries left for this code."
+    return message, 401
+
+
+@bp.post("/login/code/send")
+def send_code() -> Response:
+    """Email or text a code for the chosen method (sent only when asked)."""
+    user, _ = _pending_user()
+    if user is None:
+        return redirect(url_for("login.password"))
+    method = _chosen(user, request.form.get("method"))
+    if method is None or method.kind == "totp":
+        return redirect(url_for("login.second_factor"))
+    flash(*send_message(method, mfa.send_code(method, "signin")))
+    return redirect(url_for("login.second_factor", method=method.id))
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)

@@ -1,0 +1,434 @@
+"""Authlib wiring: the authorization server, its grants and extensions, the
+bearer-token protector, and `user_info()` -- the one place that says what a
+relying party learns about a user.
+
+Protocol behaviour comes from Authlib; the subclasses below only fill its
+hooks (DESIGN.md, "Traps in the libraries", names each trap they avoid).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
+from authlib.oauth2.rfc6749 import (
+    InvalidGrantError,
+    InvalidRequestError,
+    OAuth2Request,
+    grants,
+)
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from authlib.oauth2.rfc6750 import BearerTokenGenerator, BearerTokenValidator
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oauth2.rfc9207 import IssuerParameter
+from authlib.oidc.core import OpenIDCode
+from flask import Flask, current_app
+from flask import request as flask_request
+from joserfc.jwk import KeySet
+from sqlalchemy import or_, update
+
+from . import keys
+from .clients import Client, query_client
+from .db import db, new_token, now, timestamp, token_hash
+from .models import AuthorizationCode, Token, UsedJti, User
+
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+SCOPES = ["openid", "profile", "email", "phone", "offline_access"]
+CLAIMS = ["sub", "name", "email", "email_verified", "phone_number", "phone_number_verified"]
+SCOPE_CLAIMS = {
+    "profile": ("name",),
+    "email": ("email", "email_verified"),
+    "phone": ("phone_number", "phone_number_verified"),
+}
+
+
+# -- what an RP learns -----------------------------------------------------------
+
+
+def _claim_values(user: User) -> dict[str, Any]:
+    phone = next((m.target for m in user.confirmed_methods if m.kind == "sms"), None)
+    values: dict[str, Any] = {
+        "name": user.name,
+        "email": user.email,
+        "email_verified": user.activated_at is not None,
+    }
+    if phone:
+        values.update(phone_number=phone, phone_number_verified=True)
+    return values
+
+
+def user_info(user: User, scope: str, requested: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Claims for the userinfo endpoint: those of each granted scope, plus
+    individually requested ones (the `claims` parameter, OIDC Core 5.5)."""
+    names = [c for s in scope.split() for c in SCOPE_CLAIMS.get(s, ())]
+    names += [c for c in (requested or {}) if c in CLAIMS]
+    values = _claim_values(user)
+    info = {"sub": user.sub}
+    info.update({n: values[n] for n in names if n in values})
+    return info
+
+
+# -- the authorization code -------------------------------------------------------
+
+
+def issue_context(request: OAuth2Request) -> dict[str, Any]:
+    """The sign-in the code vouches for (set by the authorize view as `request.sso`)."""
+    sso = request.sso
+    return {"auth_time": sso.auth_time, "acr": sso.acr, "amr": list(sso.amr), "sid": sso.sid}
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+
+    def save_authorization_code(self, code: str, request: OAuth2Request) -> AuthorizationCode:
+        data = request.payload.data
+        at = now()
+        item = AuthorizationCode(
+            code_hash=token_hash(code),
+            client_id=request.client.client_id,
+            user_id=request.user.id,
+            redirect_uri=request.payload.redirect_uri,
+            scope=request.scope,
+            nonce=data.get("nonce"),
+            code_challenge=data.get("code_challenge"),
+            code_challenge_method=data.get("code_challenge_method"),
+            claims=getattr(request, "claims_requested", None),
+            created_at=at,
+            expires_at=at + timedelta(seconds=current_app.config["AUTHORIZATION_CODE_LIFETIME"]),
+            **issue_context(request),
+        )
+        db.session.add(item)
+        db.session.commit()
+        return item
+
+    def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
+        item = db.session.scalar(
+            db.select(AuthorizationCode).filter_by(code_hash=token_hash(code), client_id=client.client_id)
+        )
+        if item is None:
+            return None
+        if item.used_at is not None:
+            revoke_tokens(Token.code_id == item.id)  # RFC 6749 4.1.2: a replayed code revokes
+            db.session.commit()
+            return None
+        if item.expires_at <= now():  # Authlib never checks expiry itself
+            return None
+        return item
+
+    def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
+        """Mark the code used, atomically: of two concurrent redemptions one wins."""
+        used = db.session.execute(
+            update(AuthorizationCode)
+            .where(AuthorizationCode.id == authorization_code.id, AuthorizationCode.used_at.is_(None))
+            .values(used_at=now())
+        )
+        if used.rowcount != 1:
+            raise InvalidGrantError("The code was already used.")
+
+    def authenticate_user(self, authorization_code: AuthorizationCode) -> User | None:
+        user = db.session.get(User, authorization_code.user_id)
+        return user if user and user.is_active else None
+
+
+class S256CodeChallenge(CodeChallenge):
+    """PKCE with S256 only (RFC 9700 2.1.1); required for public clients."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        data = grant.request.payload.data
+        if data.get("code_challenge") and data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("PKCE needs code_challenge_method=S256; 'plain' is not supported.")
+        if grant.request.client.is_public and not data.get("code_challenge"):
+            raise InvalidRequestError("Public clients must use PKCE (code_challenge with S256).")
+        super().validate_code_challenge(grant, redirect_uri)
+
+
+class IdToken(OpenIDCode):
+    """The ID token: signed by the current key of the client's algorithm."""
+
+    def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
+        return False  # nonce replay is the RP's check (OIDC Core 15.5.2)
+
+    def get_client_algorithm(self, client: Client) -> str:
+        return client.id_token_signed_response_alg
+
+    def resolve_client_private_key(self, client: Client) -> KeySet:
+        return KeySet([keys.signing_key(client.id_token_signed_response_alg)])
+
+    def get_encode_header(self, client: Client) -> dict[str, str]:
+        key = keys.signing_key(client.id_token_signed_response_alg)
+        return {"alg": client.id_token_signed_response_alg, "kid": key.kid, "typ": "JWT"}
+
+    def get_client_claims(self, client: Client) -> dict[str, Any]:
+        issued = timestamp()
+        return {
+            "iss": current_app.config["OIDC_ISSUER"],
+            "aud": client.client_id,
+            "azp": client.client_id,
+            "iat": issued,
+            "exp": issued + current_app.config["ID_TOKEN_LIFETIME"],
+        }
+
+    def get_authorization_code_claims(self, authorization_code: AuthorizationCode) -> dict[str, Any]:
+        claims = super().get_authorization_code_claims(authorization_code)
+        if authorization_code.sid:
+            claims["sid"] = authorization_code.sid
+        return claims
+
+    def generate_user_info(self, user: User, scope: str) -> dict[str, Any]:
+        # Merged last into the ID token: only `sub`; the rest is for /userinfo.
+        return {"sub": user.sub}
+
+
+# -- refresh tokens -----------------------------------------------------------------
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True  # rotation
+
+    def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
+        item = db.session.scalar(db.select(Token).filter_by(refresh_token_hash=token_hash(refresh_token)))
+        if item is None:
+            return None
+        if item.refresh_used_at is not None:
+            revoke_tokens(Token.family == item.family)  # reuse of a rotated token: revoke the family
+            db.session.commit()
+            return None
+        if item.revoked_at is not None or (item.refresh_expires_at and item.refresh_expires_at <= now()):
+            return None
+        return item
+
+    def authenticate_user(self, refresh_token: Token) -> User | None:
+        user = refresh_token.user
+        return user if user.is_active else None
+
+    def revoke_old_credential(self, refresh_token: Token) -> None:
+        used = db.session.execute(
+            update(Token)
+            .where(Token.id == refresh_token.id, Token.refresh_used_at.is_(None))
+            .values(refresh_used_at=now())
+        )
+        if used.rowcount != 1:
+            raise InvalidGrantError("The refresh token was already used.")
+
+
+def revoke_tokens(*where: Any) -> None:
+    """Revoke every token matching the conditions (caller commits)."""
+    db.session.execute(update(Token).where(Token.revoked_at.is_(None), *where).values(revoked_at=now()))
+
+
+def wants_refresh_token(client: Client, scope: str) -> bool:
+    """Refresh tokens go to clients that ask for offline_access, or always per client."""
+    if client.refresh_tokens == "always":
+        return True
+    return client.refresh_tokens == "offline_access" and "offline_access" in scope.split()
+
+
+class TokenGenerator(BearerTokenGenerator):
+    def generate(
+        self,
+        grant_type: str,
+        client: Client,
+        user: Any = None,
+        scope: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
+        include = include_refresh_token and wants_refresh_token(client, scope or "")
+        return super().generate(grant_type, client, user, scope, expires_in, include)
+
+
+def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
+    """Store an issued token by its hashes; the caller commits on success."""
+    at = now()
+    code = request.authorization_code
+    parent = request.refresh_token
+    source = code or parent
+    refresh = token.get("refresh_token")
+    lifetime = current_app.config["REFRESH_TOKEN_LIFETIME"]
+    db.session.add(
+        Token(
+            client_id=request.client.client_id,
+            user_id=request.user.id,
+            access_token_hash=token_hash(token["access_token"]),
+            refresh_token_hash=token_hash(refresh) if refresh else None,
+            scope=token["scope"],
+            claims=getattr(source, "claims", None),
+            issued_at=at,
+            expires_at=at + timedelta(seconds=token["expires_in"]),
+            refresh_expires_at=at + timedelta(seconds=lifetime) if refresh else None,
+            family=parent.family if parent else new_token(16),
+            code_id=code.id if code else parent.code_id,
+            sid=source.sid,
+            auth_time=source.auth_time,
+            acr=source.acr,
+            amr=list(source.amr),
+            offline="offline_access" in token["scope"].split(),
+        )
+    )
+
+
+# -- revocation, introspection, client authentication, bearer tokens ----------------
+
+
+def find_token(token_string: str, hint: str | None = None) -> Token | None:
+    digest = token_hash(token_string)
+    return db.session.scalar(
+        db.select(Token).where(or_(Token.access_token_hash == digest, Token.refresh_token_hash == digest))
+    )
+
+
+class Revocation(RevocationEndpoint):
+    CLIENT_AUTH_METHODS = AUTH_METHODS
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Token | None:
+        return find_token(token_string, token_type_hint)
+
+    def revoke_token(self, token: Token, request: OAuth2Request) -> None:
+        # RFC 7009 2.1: revoking a refresh token ends its whole grant.
+        revoke_tokens(Token.family == token.family) if token.refresh_token_hash else revoke_tokens(
+            Token.id == token.id
+        )
+        db.session.commit()
+
+
+class Introspection(IntrospectionEndpoint):
+    CLIENT_AUTH_METHODS = AUTH_METHODS
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Token | None:
+        return find_token(token_string, token_type_hint)
+
+    def check_permission(self, token: Token, client: Client, request: OAuth2Request) -> bool:
+        return token.client_id == client.client_id
+
+    def introspect_token(self, token: Token) -> dict[str, Any]:
+        return {
+            "active": True,
+            "client_id": token.client_id,
+            "token_type": "Bearer",
+            "scope": token.scope,
+            "sub": token.user.sub,
+            "aud": token.client_id,
+            "iss": current_app.config["OIDC_ISSUER"],
+            "exp": token.get_expires_at(),
+            "iat": timestamp(token.issued_at),
+        }
+
+
+class PrivateKeyJwt(JWTBearerClientAssertion):
+    """`private_key_jwt` client authentication (OIDC Core 9), keys from clients.yaml."""
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def get_audiences(self) -> list[str]:
+        issuer = current_app.config["OIDC_ISSUER"]
+        return [issuer, f"{issuer}/token", flask_request.base_url]
+
+    def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
+        if db.session.get(UsedJti, (jti, claims["sub"])):
+            return False
+        expires = datetime.fromtimestamp(claims["exp"], UTC).replace(tzinfo=None)
+        db.session.add(UsedJti(jti=jti, client_id=claims["sub"], expires_at=expires))
+        db.session.commit()
+        return True
+
+    def resolve_client_public_key(self, client: Client) -> KeySet | None:
+        return client.public_keys()
+
+
+class BearerToken(BearerTokenValidator):
+    def authenticate_token(self, token_string: str) -> Token | None:
+        return db.session.scalar(db.select(Token).filter_by(access_token_hash=token_hash(token_string)))
+
+
+class Protector(ResourceProtector):
+    """Also accepts the access token in a form body (RFC 6750 2.2), as userinfo must."""
+
+    def parse_request_authorization(self, request: Any) -> tuple[Any, str]:
+        body_token = flask_request.form.get("access_token") if flask_request.method == "POST" else None
+        if body_token and not flask_request.headers.get("Authorization"):
+            return self.get_token_validator("bearer"), body_token
+        return super().parse_request_authorization(request)
+
+
+class Issuer(IssuerParameter):
+    def get_issuer(self) -> str:
+        return current_app.config["OIDC_ISSUER"]
+
+
+# -- the server ------------------------------------------------------------------
+
+
+class Server(AuthorizationServer):
+    def create_oauth2_request(self, request: Any) -> OAuth2Request:
+        # A parked authorization request resumes from its stored parameters.
+        if isinstance(request, OAuth2Request):
+            return request
+        return super().create_oauth2_request(request)
+
+
+class ParkedRequest(OAuth2Request):
+    """An authorization request rebuilt from a LoginTransaction's parameters."""
+
+    def __init__(self, params: dict[str, str], uri: str):
+        super().__init__("GET", uri)
+        self.payload = BasicOAuth2Payload(params)
+        self._params = params
+
+    @property
+    def args(self) -> dict[str, str]:
+        return self._params
+
+    @property
+    def form(self) -> dict[str, str]:
+        return {}
+
+
+def init_app(app: Flask) -> None:
+    server = Server()
+    server.init_app(app, query_client=query_client, save_token=save_token)
+    expires = {
+        "authorization_code": app.config["ACCESS_TOKEN_LIFETIME"],
+        "refresh_token": app.config["ACCESS_TOKEN_LIFETIME"],
+    }
+    server.register_token_generator(
+        "default",
+        TokenGenerator(
+            lambda **kw: new_token(32),
+            lambda **kw: new_token(32),
+            lambda client, grant_type: expires.get(grant_type, BearerTokenGenerator.DEFAULT_EXPIRES_IN),
+        ),
+    )
+    server.register_grant(
+        AuthorizationCodeGrant, [IdToken(require_nonce=False), S256CodeChallenge(required=True)]
+    )
+    server.register_grant(RefreshTokenGrant)
+    server.register_endpoint(Revocation)
+    server.register_endpoint(Introspection)
+    server.register_client_auth_method("private_key_jwt", PrivateKeyJwt())
+    server.register_extension(Issuer())
+    protector = Protector()
+    protector.register_token_validator(BearerToken())
+    app.extensions["oauth_server"] = server
+    app.extensions["oauth_protector"] = protector
+
+
+def authorization_server() -> Server:
+    return current_app.extensions["oauth_server"]
+
+
+def protector() -> Protector:
+    return current_app.extensions["oauth_protector"]
+
+
+def add_issuer(response: Any) -> Any:
+    """RFC 9207: `iss` on every authorization response, errors included."""
+    Issuer().add_issuer_parameter(authorization_server(), response)
+    return response

@@ -1,0 +1,110 @@
+"""Sign-in decisions: check a password, count failures and lock out for a
+while (doubling, never permanently), and say which second step comes next.
+
+No Flask request here: views pass what they read from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app
+
+from . import audit, passwords
+from .db import db, now
+from .models import User
+
+WRONG = "The email address or password is not right."
+
+
+@dataclass(frozen=True)
+class PasswordResult:
+    user: User | None
+    error: str | None = None
+    kind: str = "ok"  # ok, wrong, locked, not_activated, disabled
+
+
+def find_user(email: str) -> User | None:
+    return db.session.scalar(db.select(User).filter_by(email=normalise_email(email)))
+
+
+def normalise_email(email: str) -> str:
+    return (email or "").strip().lower()
+
+
+def locked_for(user: User) -> int:
+    """Seconds left of the user's lockout (0: not locked)."""
+    if user.locked_until is None:
+        return 0
+    return max(0, int((user.locked_until - now()).total_seconds()))
+
+
+def _minutes(seconds: int) -> str:
+    minutes = max(1, -(-seconds // 60))
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def locked_message(seconds: int) -> str:
+    return f"Too many failed attempts. For your security, try again in {_minutes(seconds)}."
+
+
+def record_failure(user: User, event: str, client_id: str | None = None) -> None:
+    """A wrong password or code: count it; lock the account for a while after too many."""
+    config = current_app.config
+    user.failed_logins += 1
+    audit.record(event, user=user, email=user.email, client_id=client_id, outcome="failed")
+    if user.failed_logins >= config["LOGIN_FAILURES_BEFORE_LOCKOUT"]:
+        user.lockouts += 1
+        seconds = min(config["LOGIN_LOCKOUT_BASE"] * 2 ** (user.lockouts - 1), config["LOGIN_LOCKOUT_MAX"])
+        user.locked_until = now() + timedelta(seconds=seconds)
+        user.failed_logins = 0
+        audit.record(
+            "locked_out", user=user, email=user.email, client_id=client_id, outcome="failed", seconds=seconds
+        )
+    db.session.commit()
+
+
+def record_success(user: User) -> None:
+    user.failed_logins = 0
+    user.lockouts = 0
+    user.locked_until = None
+
+
+def check_password(email: str, password: str, client_id: str | None = None) -> PasswordResult:
+    """The first sign-in step. Unknown email and wrong password get the same
+    answer after the same work (a dummy argon2 verify)."""
+    user = find_user(email)
+    if user is None:
+        passwords.dummy_verify(password)
+        audit.record(
+            "signin_failed",
+            email=normalise_email(email)[:320],
+            client_id=client_id,
+            outcome="failed",
+            reason="unknown email",
+        )
+        db.session.commit()
+        return PasswordResult(None, WRONG, "wrong")
+    if seconds := locked_for(user):
+        passwords.dummy_verify(password)
+        return PasswordResult(None, locked_message(seconds), "locked")
+    if not passwords.verify_password(user.password_hash, password):
+        record_failure(user, "signin_failed", client_id)
+        if seconds := locked_for(user):
+            return PasswordResult(None, locked_message(seconds), "locked")
+        return PasswordResult(None, WRONG, "wrong")
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
+    record_success(user)
+    db.session.commit()
+    if user.disabled_at is not None:
+        return PasswordResult(None, "This account has been disabled. Please contact support.", "disabled")
+    if user.activated_at is None:
+        return PasswordResult(
+            user,
+            "Your account is not activated yet. Open the link in the activation email we sent you "
+            "(look in your spam folder too), or ask for a new link below.",
+            "not_activated",
+        )
+    return PasswordResult(user)
