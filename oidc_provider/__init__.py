@@ -25,13 +25,14 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     keys.init_app(app)
     security.init_app(app)
 
-    from . import account, authorize, cli, endpoints, login, models, oauth, portal  # noqa: F401  (models: the tables)
+    from . import account, authorize, cli, endpoints, enrolment, login, models, oauth, portal  # noqa: F401
 
     oauth.init_app(app)
     endpoints.init_app(app)
     account.init_app(app)
     authorize.init_app(app)
     login.init_app(app)
+    enrolment.init_app(app)
     portal.init_app(app)
     cli.init_app(app)
     return app

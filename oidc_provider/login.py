@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, current_app, flash, redirect, render_template, request, url_for
 
-from . import audit, interaction, mfa, sessions, signin, transactions
+from . import audit, interaction, messages, mfa, sessions, signin, transactions
 from .clients import query_client
 from .db import db, now
 from .forms import CodeForm, LoginForm
-from .mfa import Outcome, SendOutcome
 from .models import LoginTransaction, MfaMethod, User
 from .security import client_ip, limiter
 
@@ -39,9 +38,18 @@ def wants_mfa(tx: LoginTransaction | None) -> bool:
     ).wants_mfa
 
 
-def continue_url(tx: LoginTransaction | None) -> str:
-    """Where a finished sign-in goes: the app's request, or the portal home."""
-    return url_for("authorize.authorize", tx=tx.id) if tx else url_for("portal.home")
+def safe_next(url: str | None) -> str | None:
+    """A local path to return to, or None: never an open redirect."""
+    if not url or not url.startswith("/") or url.startswith(("//", "/\\")) or "\\" in url:
+        return None
+    return url
+
+
+def continue_url(tx: LoginTransaction | None, next_url: str | None = None) -> str:
+    """Where a finished sign-in goes: the app's request, a portal page, or the home."""
+    if tx is not None:
+        return url_for("authorize.authorize", tx=tx.id)
+    return safe_next(next_url) or url_for("portal.home")
 
 
 def finish(
@@ -52,8 +60,10 @@ def finish(
     mfa: bool,
     trust: bool = False,
     tx: LoginTransaction | None = None,
+    then: str | None = None,
 ) -> Response:
     """Start the SSO session and go on; the only way a sign-in completes."""
+    next_url = (sessions.pending() or {}).get("next")
     sso = sessions.start(user, amr, acr, now() if mfa else None)
     audit.record(
         "signin_ok",
@@ -65,20 +75,20 @@ def finish(
         ip=client_ip(),
     )
     db.session.commit()
-    response = redirect(continue_url(tx))
+    response = redirect(then or continue_url(tx, next_url))
     if trust:
         sessions.trust_this_computer(response, user)
     return response
 
 
-def after_password(user: User, tx: LoginTransaction | None) -> Response:
+def after_password(user: User, tx: LoginTransaction | None, next_url: str | None, reauth: bool) -> Response:
     """Password accepted: enrol a first method, skip MFA on a trusted computer,
     or ask for a code."""
-    sessions.set_pending(user, tx.id if tx else None)
+    sessions.set_pending(user, tx.id if tx else None, next=safe_next(next_url), reauth=reauth)
     if not user.confirmed_methods:
-        return redirect(url_for("login.enrol"))
+        return redirect(url_for("enrol.choose"))
     trusted = sessions.trusted_computer(user)
-    if trusted is not None and not wants_mfa(tx):
+    if trusted is not None and not wants_mfa(tx) and not reauth:
         sessions.touch(trusted)
         return finish(user, ["pwd"], interaction.ACR_PASSWORD, mfa=False, tx=tx)
     return redirect(url_for("login.second_factor"))
@@ -89,13 +99,17 @@ def after_password(user: User, tx: LoginTransaction | None) -> Response:
 def password() -> Response | str:
     tx = _tx()
     form = LoginForm()
-    if request.method == "GET" and tx is not None:
-        form.email.data = tx.params.get("login_hint") or form.email.data
+    reauth = request.args.get("reauth") == "1"
+    if request.method == "GET":
+        sso = sessions.current() if reauth else None
+        form.email.data = (
+            sso.user.email if sso else (tx.params.get("login_hint") if tx else None) or form.email.data
+        )
     message, result = None, None
     if form.validate_on_submit():
         result = signin.check_password(form.email.data, form.password.data, tx.client_id if tx else None)
         if result.kind == "ok":
-            return after_password(result.user, tx)
+            return after_password(result.user, tx, request.args.get("next"), reauth)
         message = result.error
     client = query_client(tx.client_id) if tx else None
     status = 200 if request.method == "GET" else STATUS.get(result.kind if result else "invalid", 401)
@@ -123,35 +137,7 @@ def step_up() -> Response:
 
 # -- the second step: a one-time code ----------------------------------------------
 
-CODE_MESSAGES = {
-    Outcome.WRONG: "That code is not right. Check the code and try again.",
-    Outcome.EXPIRED: "That code has expired. Send a new code.",
-    Outcome.REPLAYED: "That code was already used. Wait for the next code in your app.",
-    Outcome.LOCKED: "Too many wrong tries for this code. Send a new code.",
-    Outcome.NOT_SENT: "Send a code first.",
-}
 AMR = {"totp": ["pwd", "otp", "mfa"], "email": ["pwd", "otp", "mfa"], "sms": ["pwd", "otp", "sms", "mfa"]}
-
-
-def send_message(method: MfaMethod, result: mfa.SendResult) -> tuple[str, str]:
-    """What to tell the user after asking for a code: (message, flash category)."""
-    wait = (
-        f"{result.seconds_left} seconds"
-        if result.seconds_left < 120
-        else f"{-(-result.seconds_left // 60)} minutes"
-    )
-    return {
-        SendOutcome.SENT: (
-            f"We sent a code to {mfa.mask(method)}. It can take a minute to arrive.",
-            "success",
-        ),
-        SendOutcome.COOLDOWN: (f"A code was sent moments ago. You can ask for a new one in {wait}.", "info"),
-        SendOutcome.HOURLY_LIMIT: (
-            f"Too many codes were sent. You can ask for a new one in {wait}.",
-            "error",
-        ),
-        SendOutcome.FAILED: ("We could not send the code right now. Please try again in a moment.", "error"),
-    }[result.outcome]
 
 
 def _pending_user() -> tuple[User | None, dict | None]:
@@ -176,7 +162,7 @@ def second_factor() -> Response | str:
     if user is None:
         return redirect(url_for("login.password"))
     if not user.confirmed_methods:
-        return redirect(url_for("login.enrol"))
+        return redirect(url_for("enrol.choose"))
     tx = transactions.find(pending.get("tx"))
     form = CodeForm()
     method = _chosen(user, form.method.data if request.method == "POST" else request.args.get("method"))
@@ -186,16 +172,8 @@ def second_factor() -> Response | str:
     if form.validate_on_submit():
         message, status = _check_code(user, method, form.code.data, tx)
         if message is None:
-            clear = pending.get("step_up", False)
-            sessions.clear_pending()
-            return finish(
-                user,
-                AMR[method.kind],
-                interaction.ACR_MFA,
-                mfa=True,
-                trust=bool(form.trust.data) and not clear,
-                tx=tx,
-            )
+            trust = bool(form.trust.data) and not pending.get("step_up") and not pending.get("reauth")
+            return finish(user, AMR[method.kind], interaction.ACR_MFA, mfa=True, trust=trust, tx=tx)
     elif request.method == "POST":
         status = 422
     form.method.data = str(method.id)
@@ -226,10 +204,7 @@ def _check_code(
     signin.record_failure(user, "mfa_failed", tx.client_id if tx else None)
     if seconds := signin.locked_for(user):
         return signin.locked_message(seconds), 429
-    message = CODE_MESSAGES[result.outcome]
-    if result.attempts_left is not None and result.outcome is Outcome.WRONG:
-        message += f" {result.attempts_left} tries left for this code."
-    return message, 401
+    return messages.code_refusal(result), 401
 
 
 @bp.post("/login/code/send")
@@ -241,8 +216,29 @@ def send_code() -> Response:
     method = _chosen(user, request.form.get("method"))
     if method is None or method.kind == "totp":
         return redirect(url_for("login.second_factor"))
-    flash(*send_message(method, mfa.send_code(method, "signin")))
+    flash(*messages.code_sent(method, mfa.send_code(method, "signin")))
     return redirect(url_for("login.second_factor", method=method.id))
+
+
+@bp.get("/login/enrolled")
+def enrolled() -> Response:
+    """The first method is confirmed (enrolment gate): the sign-in completes,
+    then a page advises a second method before going on."""
+    user, pending = _pending_user()
+    if user is None or not user.confirmed_methods:
+        return redirect(url_for("login.password"))
+    tx = transactions.find(pending.get("tx"))
+    method = user.confirmed_methods[0]
+    audit.record("mfa_added", user=user, email=user.email, kind=method.kind, target=mfa.mask(method))
+    going_on = continue_url(tx, pending.get("next"))
+    return finish(
+        user,
+        AMR[method.kind],
+        interaction.ACR_MFA,
+        mfa=True,
+        tx=tx,
+        then=url_for("portal.mfa_welcome", next=going_on),
+    )
 
 
 def init_app(app: Flask) -> None:
