@@ -5,18 +5,22 @@ Each command calls the same service a page calls; none has logic of its own.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from . import accounts, audit
 from . import clients as clients_mod
 from . import keys as keys_mod
 from .db import now
+from .models import AuditEvent, User
 
 clients_cli = AppGroup("clients", help="The relying-party apps of clients.yaml.")
 keys_cli = AppGroup("keys", help="The signing keys in OIDC_KEYS_DIR.")
+users_cli = AppGroup("users", help="People's accounts: activation, disable/enable, list.")
+audit_cli = AppGroup("audit", help="The audit log of security events.")
 
 
 @clients_cli.command("check")
@@ -80,6 +84,113 @@ def keys_ensure() -> None:
     click.echo(f"signing keys ready in {_key_dir()}")
 
 
+def _echo_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """Print rows as aligned columns under a header (the last column ragged)."""
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, row[-1]]).rstrip())
+
+
+def _account(email: str) -> User:
+    try:
+        return accounts.get_user(email)
+    except accounts.NoAccount as missing:
+        raise click.ClickException(str(missing)) from None
+
+
+@users_cli.command("resend-activation")
+@click.argument("email")
+def users_resend_activation(email: str) -> None:
+    """Email a new activation link to EMAIL (ignores the per-address limit)."""
+    outcome = accounts.resend_activation(_account(email).email, limited=False)
+    messages = {
+        accounts.Sent.SENT: f"activation link sent to {email}",
+        accounts.Sent.NOT_NEEDED: f"{email} is already activated; nothing sent",
+        accounts.Sent.FAILED: f"could not send the mail to {email}; see the log",
+    }
+    click.echo(messages[outcome], err=outcome is not accounts.Sent.SENT)
+    if outcome is accounts.Sent.FAILED:
+        raise SystemExit(1)
+
+
+@users_cli.command("disable")
+@click.argument("email")
+@click.option("--reason", required=True, help="Why; kept with the account and in the audit log.")
+def users_disable(email: str, reason: str) -> None:
+    """Disable EMAIL: no sign-in; its sessions and trusted computers end."""
+    _account(email)
+    user = accounts.disable(email, reason)
+    click.echo(f"{user.email} disabled: {reason}")
+
+
+@users_cli.command("enable")
+@click.argument("email")
+def users_enable(email: str) -> None:
+    """Enable EMAIL again."""
+    _account(email)
+    user = accounts.enable(email)
+    click.echo(f"{user.email} is {accounts.state(user)}")
+
+
+@users_cli.command("list")
+def users_list() -> None:
+    """Every account: email, name, state, created."""
+    rows = [
+        (u.email, u.name, accounts.state(u), f"{u.created_at:%Y-%m-%d %H:%M}") for u in accounts.list_users()
+    ]
+    _echo_table(("email", "name", "state", "created (UTC)"), rows)
+
+
+def _since(value: str | None) -> datetime | None:
+    """2026-11-01, 2026-11-01T08:00, or an age: 7d, 12h, 30m (from db.now(), so
+    parsed inside the command, where the app context is)."""
+    if not value:
+        return None
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    try:
+        if value[-1:] in units and value[:-1].isdigit():
+            return now() - timedelta(**{units[value[-1]]: int(value[:-1])})
+        return datetime.fromisoformat(value).replace(tzinfo=None)
+    except ValueError:
+        raise click.BadParameter(
+            "use a date (2026-11-01) or an age (7d, 12h, 30m)", param_hint="--since"
+        ) from None
+
+
+@audit_cli.command("show")
+@click.option("--user", "email", help="Only the events of this email address.")
+@click.option("--since", help="A date (2026-11-01) or an age (7d, 12h, 30m).")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1), help="The latest N events.")
+def audit_show(email: str | None, since: str | None, limit: int) -> None:
+    """The audit log, oldest to newest, as columns."""
+    user = accounts.find_user(email) if email else None
+    rows = audit.query(
+        user_id=user.id if user else None,
+        email=accounts.normalize_email(email) if email else None,
+        since=_since(since),
+        limit=limit,
+    )
+    _echo_table(
+        ("time (UTC)", "event", "outcome", "email", "ip", "client", "details"),
+        [_audit_row(r) for r in reversed(rows)],
+    )
+
+
+def _audit_row(r: AuditEvent) -> tuple[str, ...]:
+    details = " ".join(f"{k}={v}" for k, v in sorted((r.details or {}).items()))
+    return (
+        f"{r.at:%Y-%m-%d %H:%M:%S}",
+        r.event,
+        r.outcome,
+        r.email or "-",
+        r.ip or "-",
+        r.client_id or "-",
+        details or "-",
+    )
+
+
 def init_app(app: Flask) -> None:
-    for group in (clients_cli, keys_cli):
+    for group in (clients_cli, keys_cli, users_cli, audit_cli):
         app.cli.add_command(group)

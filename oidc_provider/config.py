@@ -94,6 +94,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("RATELIMIT_LOGIN", "20 per minute;200 per hour", "Sign-in attempts per client IP."),
     Setting("RATELIMIT_EMAIL", "5 per hour", "Registration/reset/new-link emails per client IP."),
+    Setting(
+        "ACCOUNT_MAIL_COOLDOWN", MINUTE, "Seconds before another activation/reset email goes to one address.", int
+    ),
+    Setting("ACCOUNT_MAILS_PER_HOUR", 5, "Activation/reset emails one address may be sent per hour.", int),
     # keys
     Setting(
         "OIDC_KEY_ROTATION_DELAY",

@@ -1,0 +1,398 @@
+"""Account services: register, activate, new activation link, forgot/reset
+password, disable/enable. The pages (account.py) and the commands (cli.py)
+call these; they take plain arguments (no flask.request) and commit.
+
+Emailed links carry a random token (db.new_token(), 256 bits); only its
+SHA-256 is stored (`AccountToken`), it works once and expires
+(ACTIVATION_LIFETIME, PASSWORD_RESET_LIFETIME).
+
+No enumeration: for an unknown address, or one whose mail budget is spent,
+the functions return an outcome the pages never show; they answer the same
+page whatever happened. Each address may be sent ACCOUNT_MAILS_PER_HOUR
+emails an hour, one per ACCOUNT_MAIL_COOLDOWN, counted from the rows in the
+database (tokens issued, "already registered" notices), so every instance
+agrees and restarts forget nothing. Time spent sending mail differs between
+known and unknown addresses; the per-IP limit on these forms (RATELIMIT_EMAIL)
+keeps that too slow to enumerate with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from flask import current_app
+from sqlalchemy.exc import IntegrityError
+from werkzeug.routing import BuildError
+
+from . import audit, delivery, passwords, sessions
+from .db import db, new_token, now, same, token_hash
+from .models import AccountToken, AuditEvent, User
+
+ACTIVATION, RESET = "activation", "reset"
+DUPLICATE = "duplicate"  # the "you already have an account" notice: no token, counted in the audit log
+
+
+@dataclass(frozen=True)
+class LinkMail:
+    """The email that carries a link of one purpose."""
+
+    subject: str  # {portal} is replaced by PORTAL_NAME
+    template: str
+    endpoint: str
+    lifetime: str  # the setting
+
+
+LINK_MAILS = {
+    ACTIVATION: LinkMail(
+        "Activate your {portal} account", "activation", "account.activate", "ACTIVATION_LIFETIME"
+    ),
+    RESET: LinkMail(
+        "Set a new password for {portal}",
+        "reset_password",
+        "account.reset_password",
+        "PASSWORD_RESET_LIFETIME",
+    ),
+}
+
+
+class Sent(StrEnum):
+    """What became of an email a service was asked to send."""
+
+    SENT = "sent"
+    FAILED = "failed"  # the mail server refused or was unreachable (logged, audited)
+    LIMITED = "limited"  # the address's mail budget is spent
+    NO_ACCOUNT = "no account"
+    NOT_NEEDED = "not needed"  # e.g. a new activation link for an active account
+
+
+class PasswordRejected(ValueError):
+    """The password breaks the policy; `problems` are sentences for the user."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(" ".join(problems))
+        self.problems = problems
+
+
+class LinkInvalid(Exception):
+    """An emailed link that cannot be used: `reason` is unknown, expired, used
+    or disabled; `user` is its account when known."""
+
+    def __init__(self, reason: str, user: User | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.user = user
+
+
+class NoAccount(LookupError):
+    """No account has that email address (command line only: pages never say)."""
+
+
+# --- looking up ----------------------------------------------------------------------
+
+
+def normalize_email(email: str) -> str:
+    """The form addresses are stored and looked up in: trimmed, lowercased
+    (one account per mailbox, whatever the capitals typed)."""
+    return email.strip().lower()
+
+
+def find_user(email: str) -> User | None:
+    """The account with this address, or None."""
+    return db.session.scalar(db.select(User).filter_by(email=normalize_email(email)))
+
+
+def get_user(email: str) -> User:
+    """The account with this address; NoAccount when there is none."""
+    user = find_user(email)
+    if user is None:
+        raise NoAccount(f"no account has the email address {email}")
+    return user
+
+
+def state(user: User) -> str:
+    """pending activation, active or disabled."""
+    if user.disabled_at is not None:
+        return "disabled"
+    return "active" if user.activated_at is not None else "pending activation"
+
+
+def list_users() -> list[User]:
+    """Every account, oldest first."""
+    return list(db.session.scalars(db.select(User).order_by(User.created_at, User.id)))
+
+
+# --- register and activate -----------------------------------------------------------
+
+
+def register_user(name: str, email: str, password: str) -> Sent:
+    """Create an account pending activation and email its activation link.
+
+    An address that already has an account gets an "already registered"
+    email instead (with a fresh activation link if it is still pending).
+    Raises PasswordRejected before anything is stored."""
+    email = normalize_email(email)
+    problems = passwords.policy_problems(password, email)
+    if problems:
+        raise PasswordRejected(problems)
+    password_hash = passwords.hash_password(password)  # also for existing ones: same time spent
+    existing = find_user(email)
+    if existing is not None:
+        return _notify_existing(existing)
+    user = User(
+        sub=new_token(16), email=email, name=name.strip(), password_hash=password_hash, created_at=now()
+    )
+    db.session.add(user)
+    try:
+        db.session.flush()
+    except IntegrityError:  # registered a moment ago by a concurrent request
+        db.session.rollback()
+        return _notify_existing(get_user(email))
+    token = _issue(user, ACTIVATION)
+    audit.record("registered", user=user)
+    db.session.commit()
+    return _mail_link(user, ACTIVATION, token)
+
+
+def _notify_existing(user: User) -> Sent:
+    """Tell the owner of an address that it already has an account."""
+    pending = user.activated_at is None and user.disabled_at is None
+    if not _may_send(user, ACTIVATION if pending else DUPLICATE):
+        audit.record("registered", user=user, outcome="limited")
+        db.session.commit()
+        return Sent.LIMITED
+    token = _issue(user, ACTIVATION) if pending else None
+    audit.record("registered", user=user, outcome=DUPLICATE)
+    db.session.commit()
+    activation_link = delivery.link("account.activate", token=token) if token else None
+    return _mail(
+        user,
+        f"You already have a {_portal()} account",
+        "already_registered",
+        activation_link=activation_link,
+        login_link=_login_link(),
+        forgot_link=_forgot_link(),
+    )
+
+
+def activate(token: str) -> User:
+    """Redeem an activation link: the account becomes active. Raises
+    LinkInvalid (unknown, expired, used)."""
+    row = _redeem(token, ACTIVATION)
+    user = row.user
+    _mark_activated(user, via=ACTIVATION)
+    db.session.commit()
+    return user
+
+
+def _mark_activated(user: User, via: str) -> None:
+    _use_all(user, ACTIVATION)
+    if user.activated_at is None:
+        user.activated_at = now()
+        audit.record("activated", user=user, via=via)
+
+
+def resend_activation(email: str, *, limited: bool = True) -> Sent:
+    """Email a new activation link to a pending account. `limited=False`
+    (support's command) ignores the per-address mail budget."""
+    user = find_user(email)
+    if user is None:
+        return Sent.NO_ACCOUNT
+    if user.activated_at is not None:
+        return Sent.NOT_NEEDED
+    return _send_link(user, ACTIVATION, "activation_resent", limited=limited)
+
+
+# --- forgot and reset password -------------------------------------------------------
+
+
+def request_reset(email: str) -> Sent:
+    """Email a password-reset link to an existing, enabled account."""
+    user = find_user(email)
+    if user is None or user.disabled_at is not None:
+        outcome = "unknown" if user is None else "disabled"
+        audit.record("password_reset_requested", user=user, email=normalize_email(email), outcome=outcome)
+        db.session.commit()
+        return Sent.NO_ACCOUNT
+    return _send_link(user, RESET, "password_reset_requested")
+
+
+def reset_password(token: str, password: str) -> User:
+    """Redeem a reset link: set the new password, end every session and
+    trusted computer of the user, and confirm by email. MFA is unchanged: the
+    next sign-in still asks for a code. A pending account becomes active (the
+    link proved the address). Raises LinkInvalid or PasswordRejected (the link
+    then still works)."""
+    row = check_link(token, RESET)
+    user = row.user
+    if user.disabled_at is not None:
+        raise LinkInvalid("disabled", user)
+    problems = passwords.policy_problems(password, user.email)
+    if problems:
+        raise PasswordRejected(problems)
+    _use_all(user, RESET)
+    user.password_hash = passwords.hash_password(password)
+    user.password_changed_at = now()
+    _mark_activated(user, via=RESET)
+    ended = end_access(user)
+    audit.record("password_reset", user=user, sessions_ended=ended)
+    db.session.commit()
+    _mail(user, f"Your {_portal()} password was changed", "password_changed", forgot_link=_forgot_link())
+    return user
+
+
+def end_access(user: User) -> int:
+    """End every SSO session of the user and forget every trusted computer
+    (caller commits); returns how many sessions ended."""
+    ended = sessions.end_all_for_user(user.id)
+    sessions.revoke_trusted_computers(user.id)
+    return len(ended)
+
+
+# --- support -------------------------------------------------------------------------
+
+
+def disable(email: str, reason: str) -> User:
+    """Disable an account: no sign-in, sessions and trusted computers ended."""
+    user = get_user(email)
+    user.disabled_at = now()
+    user.disabled_reason = reason[:500]
+    ended = end_access(user)
+    audit.record("account_disabled", user=user, reason=reason[:500], sessions_ended=ended)
+    db.session.commit()
+    return user
+
+
+def enable(email: str) -> User:
+    """Enable a disabled account again."""
+    user = get_user(email)
+    if user.disabled_at is not None:
+        user.disabled_at = None
+        user.disabled_reason = None
+        audit.record("account_enabled", user=user)
+        db.session.commit()
+    return user
+
+
+# --- links ---------------------------------------------------------------------------
+
+
+def check_link(token: str, purpose: str) -> AccountToken:
+    """The unused, unexpired token row for an emailed link, without using it.
+    Raises LinkInvalid."""
+    digest = token_hash(token or "")
+    row = db.session.scalar(db.select(AccountToken).filter_by(token_hash=digest, purpose=purpose))
+    if row is None or not same(row.token_hash, digest):
+        raise LinkInvalid("unknown")
+    if row.used_at is not None:
+        raise LinkInvalid("used", row.user)
+    if row.expires_at <= now():
+        raise LinkInvalid("expired", row.user)
+    return row
+
+
+def _redeem(token: str, purpose: str) -> AccountToken:
+    row = check_link(token, purpose)
+    row.used_at = now()
+    return row
+
+
+def _use_all(user: User, purpose: str) -> None:
+    """Every open link of this purpose stops working (one use for all)."""
+    at = now()
+    open_rows = db.select(AccountToken).filter_by(user_id=user.id, purpose=purpose, used_at=None)
+    for row in db.session.scalars(open_rows):
+        row.used_at = at
+
+
+def _issue(user: User, purpose: str) -> str:
+    """A new token for an emailed link; only its hash is stored (caller commits)."""
+    token = new_token()
+    at = now()
+    lifetime = timedelta(seconds=current_app.config[LINK_MAILS[purpose].lifetime])
+    db.session.add(
+        AccountToken(
+            user_id=user.id,
+            purpose=purpose,
+            token_hash=token_hash(token),
+            created_at=at,
+            expires_at=at + lifetime,
+        )
+    )
+    return token
+
+
+# --- mail ----------------------------------------------------------------------------
+
+
+def _send_link(user: User, purpose: str, event: str, *, limited: bool = True) -> Sent:
+    """Record `event` and email a new link for `purpose`, unless `limited` and
+    the address's mail budget is spent."""
+    if limited and not _may_send(user, purpose):
+        audit.record(event, user=user, outcome="limited")
+        db.session.commit()
+        return Sent.LIMITED
+    token = _issue(user, purpose)
+    audit.record(event, user=user)
+    db.session.commit()
+    return _mail_link(user, purpose, token)
+
+
+def _mail_link(user: User, purpose: str, token: str) -> Sent:
+    kind = LINK_MAILS[purpose]
+    return _mail(
+        user,
+        kind.subject.format(portal=_portal()),
+        kind.template,
+        link=delivery.link(kind.endpoint, token=token),
+        valid_for=_duration(current_app.config[kind.lifetime]),
+    )
+
+
+def _may_send(user: User, purpose: str) -> bool:
+    """Within the address's budget: none in the cooldown, fewer than the hourly limit."""
+    cfg = current_app.config
+    at = now()
+    sent = _sent_since(user, purpose, at - timedelta(hours=1))
+    cooldown_start = at - timedelta(seconds=cfg["ACCOUNT_MAIL_COOLDOWN"])
+    return len(sent) < cfg["ACCOUNT_MAILS_PER_HOUR"] and all(t <= cooldown_start for t in sent)
+
+
+def _sent_since(user: User, purpose: str, since: datetime) -> list[datetime]:
+    if purpose == DUPLICATE:
+        select = db.select(AuditEvent.at).filter_by(user_id=user.id, event="registered", outcome=DUPLICATE)
+        return list(db.session.scalars(select.where(AuditEvent.at >= since)))
+    select = db.select(AccountToken.created_at).filter_by(user_id=user.id, purpose=purpose)
+    return list(db.session.scalars(select.where(AccountToken.created_at >= since)))
+
+
+def _mail(user: User, subject: str, template: str, **context: object) -> Sent:
+    """Send; a failure is audited (the account and its tokens stay)."""
+    if delivery.send_mail(user.email, subject, template, name=user.name, **context):
+        return Sent.SENT
+    audit.record("mail_failed", user=user, outcome="failed", template=template)
+    db.session.commit()
+    return Sent.FAILED
+
+
+def _portal() -> str:
+    return current_app.config["PORTAL_NAME"]
+
+
+def _duration(seconds: int) -> str:
+    """48 hours, 60 minutes: how long a link works, in the email."""
+    if seconds % 3600 == 0 and seconds >= 2 * 3600:
+        return f"{seconds // 3600} hours"
+    return f"{max(1, seconds // 60)} minutes"
+
+
+def _login_link() -> str:
+    try:
+        return delivery.link("login.password")
+    except BuildError:  # the sign-in blueprint is not registered (yet)
+        return current_app.config["OIDC_ISSUER"] + "/login"
+
+
+def _forgot_link() -> str:
+    return delivery.link("account.forgot_password")
