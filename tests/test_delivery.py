@@ -16,7 +16,7 @@ from mailserver import PASSWORD, USERNAME, free_port, html_of, links, text_of
 
 from oidc_provider import delivery
 
-ACTIVATION = {"name": "Ann Example", "link": "https://op.example.test/activate/abc", "hours": 48}
+ACTIVATION = {"name": "Ann Example", "link": "https://op.example.test/activate/abc", "valid_for": "48 hours"}
 
 
 def test_mail_is_sent_over_smtp_as_plain_text_and_html(mail_app, smtp_server):

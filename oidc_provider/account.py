@@ -1,0 +1,159 @@
+"""Blueprint "account": register, activate, new activation link, forgot and
+reset password. Thin views over `accounts`; every page answers the same
+whether or not an address has an account.
+
+The POSTs that send email share one per-IP limit (RATELIMIT_EMAIL), counted
+only when the form was accepted; `accounts` adds the per-address limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from werkzeug.exceptions import TooManyRequests
+from werkzeug.routing import BuildError
+from werkzeug.wrappers import Response as BaseResponse
+
+from . import accounts, passwords
+from .forms import EmailForm, RegisterForm, ResetPasswordForm
+from .security import limiter
+
+bp = Blueprint("account", __name__)
+SENT_TO = "account_email"  # the address just typed, shown on the "check your email" page
+KINDS = ("activation", "resend", "reset")
+
+email_limit = limiter.shared_limit(
+    lambda: current_app.config["RATELIMIT_EMAIL"],
+    scope="account-email",
+    methods=["POST"],
+    deduct_when=lambda response: response.status_code < 400,
+)
+
+
+def init_app(app: Flask) -> None:
+    """Register the blueprint."""
+    app.register_blueprint(bp)
+
+
+@bp.context_processor
+def _links() -> dict[str, Any]:
+    return {"login_url": login_url(), "password_hint": passwords.strength_hint()}
+
+
+def login_url() -> str:
+    """The sign-in page (blueprint "login"), or its path while that is not registered."""
+    try:
+        return url_for("login.password")
+    except BuildError:
+        return "/login"
+
+
+def _sent(kind: str, email: str) -> BaseResponse:
+    session[SENT_TO] = accounts.normalize_email(email)
+    return redirect(url_for("account.check_email", sent=kind), 303)
+
+
+def _form_page(template: str, form: Any) -> tuple[str, int]:
+    """The form (again): 422 after a refused submission, 200 the first time."""
+    return render_template(template, f=form), 422 if form.is_submitted() else 200
+
+
+# --- register and activate -----------------------------------------------------------
+
+
+@bp.route("/register", methods=["GET", "POST"])
+@email_limit
+def register() -> BaseResponse | tuple[str, int]:
+    form = RegisterForm()
+    if form.validate_on_submit():
+        try:
+            accounts.register_user(form.name.data, form.email.data, form.password.data)
+            return _sent("activation", form.email.data)
+        except accounts.PasswordRejected as rejected:
+            form.password.errors = list(rejected.problems)
+    return _form_page("account/register.html", form)
+
+
+@bp.get("/check-email")
+def check_email() -> str:
+    kind = request.args.get("sent")
+    return render_template(
+        "account/check_email.html", kind=kind if kind in KINDS else "activation", email=session.get(SENT_TO)
+    )
+
+
+@bp.get("/activate/<token>")
+def activate(token: str) -> str | tuple[str, int]:
+    try:
+        user = accounts.activate(token)
+    except accounts.LinkInvalid as invalid:
+        return _link_invalid(invalid, accounts.ACTIVATION)
+    return render_template("account/activated.html", user=user)
+
+
+@bp.route("/activate/resend", methods=["GET", "POST"])
+@email_limit
+def resend_activation() -> BaseResponse | tuple[str, int]:
+    return _email_form("account/resend.html", accounts.resend_activation, "resend")
+
+
+def _email_form(
+    template: str, send: Callable[[str], accounts.Sent], kind: str
+) -> BaseResponse | tuple[str, int]:
+    """A form that asks for an address and emails it (whatever the outcome, the same answer)."""
+    form = EmailForm()
+    if form.validate_on_submit():
+        send(form.email.data)
+        return _sent(kind, form.email.data)
+    return _form_page(template, form)
+
+
+def _link_invalid(invalid: accounts.LinkInvalid, purpose: str) -> tuple[str, int]:
+    """The page for a link that does not work, with the way to a new one."""
+    active = invalid.user is not None and invalid.user.is_active
+    status = 404 if invalid.reason == "unknown" else 410
+    form = EmailForm(formdata=None, email=invalid.user.email if invalid.user else None)
+    return render_template(
+        "account/link_invalid.html", reason=invalid.reason, purpose=purpose, active=active, f=form
+    ), status
+
+
+# --- forgot and reset password -------------------------------------------------------
+
+
+@bp.route("/forgot-password", methods=["GET", "POST"])
+@email_limit
+def forgot_password() -> BaseResponse | tuple[str, int]:
+    return _email_form("account/forgot.html", accounts.request_reset, "reset")
+
+
+@bp.route("/reset-password/<token>", methods=["GET", "POST"])
+def reset_password(token: str) -> str | tuple[str, int]:
+    form = ResetPasswordForm()
+    try:
+        if form.validate_on_submit():
+            accounts.reset_password(token, form.password.data)
+            return render_template("account/reset_done.html")
+        accounts.check_link(token, accounts.RESET)
+    except accounts.LinkInvalid as invalid:
+        return _link_invalid(invalid, accounts.RESET)
+    except accounts.PasswordRejected as rejected:
+        form.password.errors = list(rejected.problems)
+    return _form_page("account/reset.html", form)
+
+
+@bp.errorhandler(TooManyRequests)
+def _too_many(exc: TooManyRequests) -> tuple[Response | str, int]:
+    return render_template("account/too_many.html"), 429
