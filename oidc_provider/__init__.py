@@ -25,9 +25,10 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     keys.init_app(app)
     security.init_app(app)
 
-    from . import account, authorize, cli, endpoints, enrolment, login, models, oauth, portal  # noqa: F401
+    from . import account, authorize, cli, endpoints, enrolment, login, logout, models, oauth, portal  # noqa: F401
 
     oauth.init_app(app)
+    logout.init_app(app)
     endpoints.init_app(app)
     account.init_app(app)
     authorize.init_app(app)

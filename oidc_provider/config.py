@@ -98,6 +98,9 @@ SETTINGS: tuple[Setting, ...] = (
         "ACCOUNT_MAIL_COOLDOWN", MINUTE, "Seconds before another activation/reset email goes to one address.", int
     ),
     Setting("ACCOUNT_MAILS_PER_HOUR", 5, "Activation/reset emails one address may be sent per hour.", int),
+    Setting("LOGOUT_TOKEN_LIFETIME", 2 * MINUTE, "Seconds a back-channel logout token is valid.", int),
+    Setting("BACKCHANNEL_TIMEOUT", 5, "Seconds to wait for an app's back-channel logout endpoint.", int),
+    Setting("BACKCHANNEL_RETRIES", 5, "Deliveries of a logout token before it is recorded as failed.", int),
     # keys
     Setting(
         "OIDC_KEY_ROTATION_DELAY",

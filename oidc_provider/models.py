@@ -253,6 +253,23 @@ class AuditEvent(db.Model):
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
+class LogoutDelivery(db.Model):
+    """A back-channel logout token on its way to an RP, retried until delivered."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(100))
+    uri: Mapped[str] = mapped_column(Text)
+    logout_token: Mapped[str] = mapped_column(Text)
+    sid: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=now, index=True)
+    claimed_until: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+
 class UsedJti(db.Model):
     """`jti`s of client assertions (private_key_jwt) seen, refused if replayed."""
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import urlsplit
 
+from authlib.common.urls import add_params_to_uri
 from flask import Blueprint, Flask, Response, abort, flash, redirect, render_template, request, url_for
 
-from . import audit, messages, mfa, sessions
-from .clients import all_clients
+from . import audit, logout, messages, mfa, sessions
+from .clients import Client, all_clients, query_client
 from .db import db
 from .forms import ConfirmForm
 from .mfa import LastMethodError
@@ -140,17 +142,98 @@ def revoke_trusted(sso: SsoSession, computer_id: int) -> Response:
     return redirect(url_for("portal.details"), 303)
 
 
-@bp.post("/logout")
-def logout() -> Response:
-    """Sign out here: end the SSO session and forget this computer (SPEC 6, 10)."""
-    sso = sessions.end_current()
-    if sso is not None:
-        audit.record("logout", user=sso.user, email=sso.user.email, sid=sso.sid)
-        db.session.commit()
-    response = redirect(url_for("login.password"), 303)
+@bp.route("/logout", methods=["GET", "POST"])
+def sign_out() -> Response | str:
+    """Sign out: the portal's button and RP-Initiated Logout 1.0 (`end_session_endpoint`).
+
+    A valid `id_token_hint` proves which app asks: then the sign-out happens at
+    once and returns to a registered `post_logout_redirect_uri` with `state`.
+    Otherwise the person confirms first and stays here (no redirect)."""
+    params = request.values
+    hint = logout.verify_id_token_hint(params.get("id_token_hint"))
+    client = _logout_client(hint, params.get("client_id"))
+    if hint is None and not _confirmed():
+        return render_template(
+            "portal/logout_confirm.html",
+            title="Sign out?",
+            client=client,
+            signed_in=sessions.current() is not None,
+            form=ConfirmForm(),
+        )
+    uri = params.get("post_logout_redirect_uri")
+    back_to = uri if hint and client and uri in client.post_logout_redirect_uris else None
+    ended = _end_this_browser()
+    if back_to and not ended.frontchannel_urls:
+        response = redirect(
+            add_params_to_uri(back_to, [("state", params["state"])]) if params.get("state") else back_to
+        )
+    else:
+        response = _logged_out_page(ended, back_to, params.get("state"), client)
     sessions.forget_this_computer(response)
-    flash("You are signed out.", "success")
     return response
+
+
+def _confirmed() -> bool:
+    """A POST of our own confirmation form (the portal's Sign out button too)."""
+    return (
+        request.method == "POST" and request.form.get("confirm") == "1" and ConfirmForm().validate_on_submit()
+    )
+
+
+def _logout_client(hint: dict | None, client_id: str | None) -> Client | None:
+    if hint is not None:
+        aud = hint.get("aud")
+        aud = aud[0] if isinstance(aud, list) and aud else aud
+        if client_id and client_id != aud:
+            return None
+        return query_client(aud if isinstance(aud, str) else None)
+    return query_client(client_id)
+
+
+def _end_this_browser() -> logout.Ended:
+    sso = sessions.current()
+    ended = logout.end_session(sso) if sso is not None else logout.Ended(None, (), ())
+    sessions.end_current()
+    return ended
+
+
+def _logged_out_page(
+    ended: logout.Ended, back_to: str | None, state: str | None, client: Client | None
+) -> Response:
+    if back_to and state:
+        back_to = add_params_to_uri(back_to, [("state", state)])
+    response = Response(
+        render_template(
+            "portal/logged_out.html",
+            title="You are signed out",
+            frames=ended.frontchannel_urls,
+            back_to=back_to,
+            client=client,
+        )
+    )
+    if ended.frontchannel_urls:
+        origins = " ".join(
+            sorted({"{0.scheme}://{0.netloc}".format(urlsplit(u)) for u in ended.frontchannel_urls})
+        )
+        response.headers["Content-Security-Policy"] = (
+            f"default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; frame-src {origins}; "
+            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
+    return response
+
+
+@bp.post("/account/sessions/<int:session_id>/end")
+@signed_in
+def end_session(sso: SsoSession, session_id: int) -> Response:
+    """End one of the user's other sessions (another browser), with back-channel logout."""
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    other = db.session.get(SsoSession, session_id)
+    if other is None or other.user_id != sso.user_id or other.ended_at is not None:
+        abort(404)
+    logout.end_session(other, reason="session_ended")
+    flash("That session was signed out.", "success")
+    return redirect(url_for("portal.details"), 303)
 
 
 def init_app(app: Flask) -> None:

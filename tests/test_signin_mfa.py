@@ -105,7 +105,7 @@ def test_wrong_and_replayed_codes_are_refused(rp, clock):
     assert wrong.status_code == 401
     code = rp.user.totp.at(clock.now)
     assert rp.browser.post("/login/code", data={"code": code}).status_code == 302
-    rp.browser.post("/logout")
+    rp.browser.post("/logout", data={"confirm": "1"})
     sign_in_password(rp.browser, rp.user)
     replayed = rp.browser.post("/login/code", data={"code": code})
     assert replayed.status_code == 401 and "already used" in replayed.get_data(as_text=True)
@@ -143,7 +143,7 @@ def test_trusted_computer_skips_mfa_for_seven_days(rp, clock):
 
 def test_logout_removes_the_trusted_computer(app, rp, clock):
     rp.sign_in(rp.authorize(), trust=True)
-    rp.browser.post("/logout")
+    rp.browser.post("/logout", data={"confirm": "1"})
     assert rp.browser.get_cookie("portal_trusted") is None
     with app.app_context():
         assert db.session.query(TrustedComputer).count() == 0

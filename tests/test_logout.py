@@ -1,0 +1,298 @@
+"""Logout everywhere: RP-Initiated Logout 1.0 and Back-Channel Logout 1.0, as
+the conformance suite's logout plans and a real app's receiver see them."""
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import jwt as pyjwt
+import pytest
+from conftest import SECRETS
+from conftest import test_clients as default_clients
+from rp import RP, make_user, query
+
+from oidc_provider.db import db
+from oidc_provider.logout import EVENT
+from oidc_provider.models import LogoutDelivery, SsoSession, Token, TrustedComputer
+
+STATE = '90-chars "#%&=?/\\ state ' + "x" * 66
+
+
+class Receiver:
+    """An app's back-channel logout endpoint on a loopback port."""
+
+    def __init__(self) -> None:
+        self.tokens: list[tuple[str, str]] = []  # (path, logout_token)
+        self.fail_first: dict[str, int] = {}
+        self.hold = threading.Event()
+        self.hold.set()
+        self.got = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                receiver.hold.wait(10)
+                if receiver.fail_first.get(self.path, 0) > 0:
+                    receiver.fail_first[self.path] -= 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                with receiver.got:
+                    receiver.tokens.append((self.path, parse_qs(body)["logout_token"][0]))
+                    receiver.got.notify_all()
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def wait_for(self, count: int, timeout: float = 10) -> list[tuple[str, str]]:
+        with self.got:
+            self.got.wait_for(lambda: len(self.tokens) >= count, timeout)
+        return list(self.tokens)
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.hold.set()
+    r.server.shutdown()
+    r.server.server_close()
+
+
+@pytest.fixture
+def logout_app(make_app, receiver):
+    clients = default_clients()
+    for c in clients:
+        if c["client_id"] in ("client", "client2"):
+            c["backchannel_logout_uri"] = receiver.url(f"/{c['client_id']}/backchannel")
+    return make_app(clients=clients)
+
+
+@pytest.fixture
+def lrp(logout_app, clock):
+    user = make_user(logout_app)
+    clock.advance(seconds=30)
+    return RP(logout_app, logout_app.test_client(), clock, user)
+
+
+def sign_in_two_apps(lrp):
+    first = lrp.token(lrp.login_code("client")).json
+    second_code = lrp.code_from(
+        lrp.authorize(client_id="client2", redirect_uri="https://rp.example.test/callback2")
+    )
+    second = lrp.token(
+        second_code, client_id="client2", redirect_uri="https://rp.example.test/callback2"
+    ).json
+    return first, second
+
+
+def verify_logout_token(app, token: str, audience: str) -> dict:
+    header = pyjwt.get_unverified_header(token)
+    jwks = app.test_client().get("/jwks.json").json
+    [jwk] = [k for k in jwks["keys"] if k["kid"] == header["kid"]]
+    assert header["typ"] == "logout+jwt"
+    return pyjwt.decode(
+        token,
+        pyjwt.PyJWK(jwk).key,
+        algorithms=[header["alg"]],
+        audience=audience,
+        issuer=app.config["OIDC_ISSUER"],
+        options={"verify_exp": False, "verify_iat": False},
+    )
+
+
+def test_logout_from_one_app_signs_out_of_every_app(logout_app, lrp, receiver, clock):
+    first, second = sign_in_two_apps(lrp)
+    id_claims = lrp.id_token(second["id_token"], "client2")
+    response = lrp.browser.get(
+        "/logout",
+        query_string={
+            "id_token_hint": second["id_token"],
+            "post_logout_redirect_uri": "https://rp.example.test/post_logout_redirect",
+            "state": STATE,
+        },
+    )
+    assert response.status_code == 302
+    assert response.location.startswith("https://rp.example.test/post_logout_redirect?")
+    assert query(response.location) == {"state": STATE}
+
+    got = dict(receiver.wait_for(2))
+    assert set(got) == {"/client/backchannel", "/client2/backchannel"}
+    for path, audience in (("/client/backchannel", "client"), ("/client2/backchannel", "client2")):
+        claims = verify_logout_token(logout_app, got[path], audience)
+        assert claims["events"] == {EVENT: {}}
+        assert claims["sid"] == id_claims["sid"] and claims["sub"] == id_claims["sub"]
+        assert "nonce" not in claims and claims["jti"]
+    with logout_app.app_context():
+        assert db.session.query(SsoSession).filter(SsoSession.ended_at.is_(None)).count() == 0
+        # refresh tokens of the session are revoked unless offline_access
+        assert all(t.revoked_at is not None for t in db.session.query(Token).filter_by(offline=False))
+    silent = lrp.authorize(prompt="none")
+    assert query(silent.location)["error"] == "login_required"
+
+
+def test_logout_removes_the_trusted_computer(logout_app, lrp):
+    lrp.sign_in(lrp.authorize(), trust=True)
+    tokens = lrp.token(lrp.code_from(lrp.authorize())).json
+    response = lrp.browser.get("/logout", query_string={"id_token_hint": tokens["id_token"]})
+    assert response.status_code == 200 and "You are signed out" in response.get_data(as_text=True)
+    assert lrp.browser.get_cookie("portal_trusted") is None
+    with logout_app.app_context():
+        assert db.session.query(TrustedComputer).count() == 0
+
+
+def test_a_slow_app_does_not_hold_the_logout_and_a_failing_one_is_retried(logout_app, lrp, receiver, clock):
+    _, second = sign_in_two_apps(lrp)
+    receiver.hold.clear()  # the apps do not answer yet
+    receiver.fail_first["/client/backchannel"] = 1
+    response = lrp.browser.get("/logout", query_string={"id_token_hint": second["id_token"]})
+    assert response.status_code == 200  # answered while both apps are still silent
+    assert receiver.tokens == []
+    receiver.hold.set()
+    assert [p for p, _ in receiver.wait_for(1)] == ["/client2/backchannel"]
+    dispatcher = logout_app.extensions["logout_dispatcher"]
+    assert dispatcher.wait_idle(10)
+    with logout_app.app_context():
+        failed = db.session.query(LogoutDelivery).filter_by(client_id="client").one()
+        assert failed.attempts == 1 and failed.delivered_at is None and failed.last_error
+    clock.advance(seconds=10)
+    dispatcher.wake()
+    assert sorted(p for p, _ in receiver.wait_for(2)) == ["/client/backchannel", "/client2/backchannel"]
+
+
+def test_oidcc_rp_initiated_logout_bad_post_logout_redirect_uri(lrp):
+    tokens = lrp.tokens()
+    response = lrp.browser.get(
+        "/logout",
+        query_string={
+            "id_token_hint": tokens["id_token"],
+            "post_logout_redirect_uri": "https://rp.example.test/elsewhere",
+            "state": "s",
+        },
+    )
+    assert response.status_code == 200 and "You are signed out" in response.get_data(as_text=True)
+
+
+def test_oidcc_rp_initiated_logout_query_added_to_post_logout_redirect_uri(lrp):
+    tokens = lrp.tokens()
+    response = lrp.browser.get(
+        "/logout",
+        query_string={
+            "id_token_hint": tokens["id_token"],
+            "post_logout_redirect_uri": "https://rp.example.test/post_logout_redirect?foo=bar",
+        },
+    )
+    assert response.status_code == 200
+
+
+def test_oidcc_rp_initiated_logout_no_state(lrp):
+    tokens = lrp.tokens()
+    response = lrp.browser.get(
+        "/logout",
+        query_string={
+            "id_token_hint": tokens["id_token"],
+            "post_logout_redirect_uri": "https://rp.example.test/post_logout_redirect",
+        },
+    )
+    assert response.location == "https://rp.example.test/post_logout_redirect"
+
+
+@pytest.mark.parametrize("hint", ["modified", "hs256"])
+def test_oidcc_rp_initiated_logout_bad_id_token_hint_asks_first(lrp, hint):
+    tokens = lrp.tokens()
+    claims = lrp.id_token(tokens["id_token"])
+    if hint == "hs256":
+        bad = pyjwt.encode(claims, SECRETS["client"], algorithm="HS256")
+    else:
+        bad = pyjwt.encode(claims, None, algorithm="none")
+    response = lrp.browser.get(
+        "/logout",
+        query_string={
+            "id_token_hint": bad,
+            "post_logout_redirect_uri": "https://rp.example.test/post_logout_redirect",
+            "state": "s",
+        },
+    )
+    assert response.status_code == 200
+    assert "Sign out?" in response.get_data(as_text=True)
+    assert lrp.code_from(lrp.authorize(prompt="none"))  # still signed in
+
+
+def test_oidcc_rp_initiated_logout_no_id_token_hint_then_confirm(lrp):
+    lrp.tokens()
+    page = lrp.browser.get(
+        "/logout",
+        query_string={
+            "post_logout_redirect_uri": "https://rp.example.test/post_logout_redirect",
+            "state": "s",
+        },
+    )
+    assert page.status_code == 200 and "Sign out?" in page.get_data(as_text=True)
+    done = lrp.browser.post(
+        "/logout",
+        data={
+            "confirm": "1",
+            "client_id": "client",
+            "post_logout_redirect_uri": "https://rp.example.test/post_logout_redirect",
+        },
+    )
+    assert done.status_code == 200 and "You are signed out" in done.get_data(as_text=True)
+    assert query(lrp.authorize(prompt="none").location)["error"] == "login_required"
+
+
+def test_oidcc_rp_initiated_logout_no_params_and_only_state(lrp):
+    lrp.tokens()
+    for params in ({}, {"state": "s"}):
+        page = lrp.browser.get("/logout", query_string=params)
+        assert page.status_code == 200 and "Sign out?" in page.get_data(as_text=True)
+
+
+def test_logout_accepts_post_and_an_expired_hint(lrp, clock):
+    tokens = lrp.tokens()
+    clock.advance(hours=2)  # the ID token has expired; the hint still says who asks
+    response = lrp.browser.post(
+        "/logout",
+        data={
+            "id_token_hint": tokens["id_token"],
+            "post_logout_redirect_uri": "https://rp.example.test/post_logout_redirect",
+            "state": "xyz",
+        },
+    )
+    assert response.status_code == 302 and query(response.location) == {"state": "xyz"}
+
+
+def test_discovery_advertises_logout(client):
+    meta = client.get("/.well-known/openid-configuration").json
+    assert meta["end_session_endpoint"] == "https://op.example.test/logout"
+    for flag in (
+        "backchannel_logout_supported",
+        "backchannel_logout_session_supported",
+        "frontchannel_logout_supported",
+        "frontchannel_logout_session_supported",
+    ):
+        assert meta[flag] is True
+
+
+def test_my_details_ends_another_session(logout_app, lrp, receiver, clock):
+    other = logout_app.test_client()
+    other_rp = RP(logout_app, other, clock, lrp.user)
+    other_rp.tokens()  # another browser signed in to "client"
+    lrp.sign_in(lrp.authorize())
+    with logout_app.app_context():
+        other_sid = db.session.query(SsoSession).order_by(SsoSession.id).first()
+        other_id = other_sid.id
+    response = lrp.browser.post(f"/account/sessions/{other_id}/end")
+    assert response.status_code == 303
+    assert [p for p, _ in receiver.wait_for(1)] == ["/client/backchannel"]
+    assert query(other_rp.authorize(prompt="none").location)["error"] == "login_required"
+    assert urlsplit(lrp.authorize(prompt="none").location).path == "/callback"
