@@ -22,6 +22,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.routing import BuildError
 from werkzeug.wrappers import Response as BaseResponse
@@ -49,7 +50,11 @@ def init_app(app: Flask) -> None:
 
 @bp.context_processor
 def _links() -> dict[str, Any]:
-    return {"login_url": login_url(), "password_hint": passwords.strength_hint()}
+    return {
+        "login_url": login_url(),
+        "password_hint": passwords.strength_hint(),
+        "duration": accounts.duration,
+    }
 
 
 def login_url() -> str:
@@ -156,4 +161,5 @@ def reset_password(token: str) -> str | tuple[str, int]:
 
 @bp.errorhandler(TooManyRequests)
 def _too_many(exc: TooManyRequests) -> tuple[Response | str, int]:
-    return render_template("account/too_many.html"), 429
+    window = exc.limit.limit.get_expiry() if isinstance(exc, RateLimitExceeded) else 3600
+    return render_template("account/too_many.html", wait=accounts.duration(window)), 429

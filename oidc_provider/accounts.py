@@ -23,12 +23,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from flask import current_app
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.routing import BuildError
 
-from . import audit, delivery, passwords, sessions
+from . import audit, delivery, logout, passwords, sessions
 from .db import db, new_token, now, same, token_hash
-from .models import AccountToken, AuditEvent, User
+from .models import AccountToken, AuditEvent, SsoSession, Token, User
 
 ACTIVATION, RESET = "activation", "reset"
 DUPLICATE = "duplicate"  # the "you already have an account" notice: no token, counted in the audit log
@@ -243,11 +244,20 @@ def reset_password(token: str, password: str) -> User:
 
 
 def end_access(user: User) -> int:
-    """End every SSO session of the user and forget every trusted computer
-    (caller commits); returns how many sessions ended."""
-    ended = sessions.end_all_for_user(user.id)
+    """After a password reset or when disabling: end every SSO session of the
+    user as a logout does (its apps are told by back-channel logout), forget
+    every trusted computer and revoke every token left, offline ones too, so
+    nothing obtained with the old password lives on. Returns how many
+    sessions ended; commits."""
+    open_sessions = db.session.scalars(db.select(SsoSession).filter_by(user_id=user.id, ended_at=None)).all()
+    for sso in open_sessions:
+        logout.end_session(sso, reason="session_ended")
     sessions.revoke_trusted_computers(user.id)
-    return len(ended)
+    db.session.execute(
+        update(Token).where(Token.user_id == user.id, Token.revoked_at.is_(None)).values(revoked_at=now())
+    )
+    db.session.commit()
+    return len(open_sessions)
 
 
 # --- support -------------------------------------------------------------------------
@@ -346,7 +356,7 @@ def _mail_link(user: User, purpose: str, token: str) -> Sent:
         kind.subject.format(portal=_portal()),
         kind.template,
         link=delivery.link(kind.endpoint, token=token),
-        valid_for=_duration(current_app.config[kind.lifetime]),
+        valid_for=duration(current_app.config[kind.lifetime]),
     )
 
 
@@ -380,8 +390,8 @@ def _portal() -> str:
     return current_app.config["PORTAL_NAME"]
 
 
-def _duration(seconds: int) -> str:
-    """48 hours, 60 minutes: how long a link works, in the email."""
+def duration(seconds: int) -> str:
+    """A time span in words for people: "48 hours", "60 minutes"."""
     if seconds % 3600 == 0 and seconds >= 2 * 3600:
         return f"{seconds // 3600} hours"
     return f"{max(1, seconds // 60)} minutes"

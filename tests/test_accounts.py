@@ -15,7 +15,7 @@ from mailserver import free_port, html_of, links, text_of
 
 from oidc_provider import accounts, passwords, signin
 from oidc_provider.db import db, now, token_hash
-from oidc_provider.models import AccountToken, AuditEvent, MfaMethod, SsoSession, TrustedComputer, User
+from oidc_provider.models import AccountToken, AuditEvent, MfaMethod, SsoSession, Token, TrustedComputer, User
 
 ANN = "ann.example@example.com"
 GOOD = "correct horse battery staple"
@@ -265,7 +265,7 @@ def test_email_forms_are_limited_per_ip_with_a_clear_429_page(make_app, smtp_ser
     limited = client.post("/forgot-password", data={"email": "z@example.com"})
     assert limited.status_code == 429
     page = limited.get_data(as_text=True)
-    assert "Too many requests" in page and "wait an hour" in page and "Traceback" not in page
+    assert "Too many requests" in page and "wait 60 minutes at most" in page and "Traceback" not in page
     assert client.get("/forgot-password").status_code == 200  # reading the form is not limited
     other_ip = client.post(
         "/forgot-password", data={"email": "z@example.com"}, environ_base={"REMOTE_ADDR": "10.1.1.1"}
@@ -309,7 +309,7 @@ def reset_link(smtp_server, address: str = ANN) -> str:
 
 
 def sign_in_state(app, ann: User) -> None:
-    """A live SSO session, a trusted computer and an MFA method for Ann."""
+    """A live SSO session, a trusted computer, an MFA method and an offline token for Ann."""
     with app.app_context():
         at = now()
         db.session.add_all(
@@ -327,6 +327,19 @@ def sign_in_state(app, ann: User) -> None:
                     user_id=ann.id, token_hash="t" * 64, label="Firefox", expires_at=at + timedelta(days=7)
                 ),
                 MfaMethod(user_id=ann.id, kind="totp", secret="encrypted", confirmed_at=at),
+                Token(
+                    client_id="client2",
+                    user_id=ann.id,
+                    access_token_hash="a" * 64,
+                    refresh_token_hash="r" * 64,
+                    scope="openid offline_access",
+                    expires_at=at + timedelta(hours=1),
+                    family="f",
+                    auth_time=at,
+                    acr="mfa",
+                    amr=["pwd", "otp"],
+                    offline=True,
+                ),
             ]
         )
         db.session.commit()
@@ -353,14 +366,19 @@ def test_forgot_password_resets_once_and_signs_out_everywhere(mail_app, client, 
     ann = user(mail_app)
     assert passwords.verify_password(ann.password_hash, NEW) and ann.password_changed_at == now_of(clock)
     with mail_app.app_context():
-        assert db.session.scalar(db.select(SsoSession)).ended_at is not None
-        assert db.session.scalars(db.select(TrustedComputer)).all() == []
+        assert_signed_out_everywhere()
         assert len(db.session.scalars(db.select(MfaMethod)).all()) == 1  # MFA stays: the reset is no bypass
     assert [e.user_id for e in events(mail_app, "password_reset")] == [ann.id]
     assert smtp_server.last(ANN)["Subject"] == "Your Login Portal password was changed"
 
     assert client.post(path(link), data={"password": GOOD, "confirm": GOOD}).status_code == 410
     assert passwords.verify_password(user(mail_app).password_hash, NEW)
+
+
+def assert_signed_out_everywhere() -> None:
+    assert db.session.scalar(db.select(SsoSession)).ended_at is not None
+    assert db.session.scalars(db.select(TrustedComputer)).all() == []
+    assert db.session.scalar(db.select(Token)).revoked_at is not None
 
 
 def now_of(clock):
@@ -420,8 +438,7 @@ def test_disabled_account_cannot_sign_in_and_its_sessions_end(mail_app, smtp_ser
     assert ann.disabled_reason == "left the company" and ann.disabled_at is not None
     with mail_app.app_context():
         assert signin.check_password(ANN, GOOD).kind == "disabled"
-        assert db.session.scalar(db.select(SsoSession)).ended_at is not None
-        assert db.session.scalars(db.select(TrustedComputer)).all() == []
+        assert_signed_out_everywhere()
         assert accounts.request_reset(ANN) is accounts.Sent.NO_ACCOUNT
     assert events(mail_app, "account_disabled")[0].details["reason"] == "left the company"
 
