@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 555f6c9b48b1
+Revision ID: c253b6979683
 Revises: 
-Create Date: 2026-11-26 20:56:19.235725
+Create Date: 2026-11-26 21:11:35.777427
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '555f6c9b48b1'
+revision = 'c253b6979683'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -24,9 +24,28 @@ def upgrade():
     sa.Column('params', sa.JSON(), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('expires_at', sa.DateTime(), nullable=False),
+    sa.Column('consented_at', sa.DateTime(), nullable=True),
     sa.Column('completed_at', sa.DateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_login_transaction'))
     )
+    op.create_table('logout_delivery',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('client_id', sa.String(length=100), nullable=False),
+    sa.Column('uri', sa.Text(), nullable=False),
+    sa.Column('logout_token', sa.Text(), nullable=False),
+    sa.Column('sid', sa.String(length=64), nullable=True),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', sa.DateTime(), nullable=False),
+    sa.Column('claimed_until', sa.DateTime(), nullable=True),
+    sa.Column('delivered_at', sa.DateTime(), nullable=True),
+    sa.Column('failed_at', sa.DateTime(), nullable=True),
+    sa.Column('last_error', sa.String(length=500), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_logout_delivery'))
+    )
+    with op.batch_alter_table('logout_delivery', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_logout_delivery_next_attempt_at'), ['next_attempt_at'], unique=False)
+
     op.create_table('used_jti',
     sa.Column('jti', sa.String(length=200), nullable=False),
     sa.Column('client_id', sa.String(length=100), nullable=False),
@@ -131,6 +150,8 @@ def upgrade():
     sa.Column('send_window_start', sa.DateTime(), nullable=True),
     sa.Column('sends_in_window', sa.Integer(), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('replaces_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['replaces_id'], ['mfa_method.id'], name=op.f('fk_mfa_method_replaces_id_mfa_method'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['user_id'], ['user.id'], name=op.f('fk_mfa_method_user_id_user'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_mfa_method'))
     )
@@ -247,5 +268,9 @@ def downgrade():
     op.drop_table('account_token')
     op.drop_table('user')
     op.drop_table('used_jti')
+    with op.batch_alter_table('logout_delivery', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_logout_delivery_next_attempt_at'))
+
+    op.drop_table('logout_delivery')
     op.drop_table('login_transaction')
     # ### end Alembic commands ###
