@@ -112,9 +112,14 @@ def test_unactivated_account_cannot_sign_in_until_activated(mail_app, client, sm
     with mail_app.app_context():
         refused = signin.check_password(ANN, GOOD)
         assert refused.kind == "not_activated" and "spam" in refused.error
+    refused_page = client.post("/login", data={"email": ANN, "password": GOOD})
+    assert refused_page.status_code == 403 and "not activated" in refused_page.get_data(as_text=True)
+
     client.get(path(activation_link(smtp_server)))
     with mail_app.app_context():
         assert signin.check_password(ANN, GOOD).kind == "ok"
+    signed_in = client.post("/login", data={"email": ANN, "password": GOOD})
+    assert signed_in.status_code == 302 and "/login" not in signed_in.headers["Location"]  # on to MFA setup
 
 
 def test_activation_link_works_for_48_hours(mail_app, client, smtp_server, clock):
