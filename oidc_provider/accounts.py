@@ -156,6 +156,32 @@ def register_user(name: str, email: str, password: str) -> Sent:
     return _mail_link(user, ACTIVATION, token)
 
 
+def create_user(name: str, email: str, password: str, *, activated: bool = False) -> User:
+    """An account made by an admin (`users create`): the same password policy;
+    activated at once or sent an activation link. Raises PasswordRejected, or
+    ValueError when the address already has an account."""
+    email = normalize_email(email)
+    problems = passwords.policy_problems(password, email)
+    if problems:
+        raise PasswordRejected(problems)
+    if find_user(email) is not None:
+        raise ValueError(f"{email} already has an account")
+    user = User(
+        sub=new_token(16),
+        email=email,
+        name=name.strip(),
+        password_hash=passwords.hash_password(password),
+        created_at=now(),
+        activated_at=now() if activated else None,
+    )
+    db.session.add(user)
+    audit.record("registered", user=user, by="admin")
+    db.session.commit()
+    if not activated:
+        _send_link(user, ACTIVATION, "activation_resent", limited=False)
+    return user
+
+
 def _notify_existing(user: User) -> Sent:
     """Tell the owner of an address that it already has an account."""
     pending = user.activated_at is None and user.disabled_at is None

@@ -5,6 +5,7 @@ Each command calls the same service a page calls; none has logic of its own.
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timedelta
 
 import click
@@ -98,6 +99,25 @@ def _account(email: str) -> User:
         return accounts.get_user(email)
     except accounts.NoAccount as missing:
         raise click.ClickException(str(missing)) from None
+
+
+@users_cli.command("create")
+@click.argument("email")
+@click.option("--name", required=True, help="The person's full name.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--activated", is_flag=True, help="Active at once (no activation email).")
+def users_create(email: str, name: str, password_stdin: bool, activated: bool) -> None:
+    """Create an account for EMAIL; the password is asked for (or read from stdin)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = accounts.create_user(name, email, password, activated=activated)
+    except (accounts.PasswordRejected, ValueError) as refused:
+        raise click.ClickException(str(refused)) from None
+    state = "active" if activated else "pending activation (link emailed)"
+    click.echo(f"created {user.email} ({state}); the first sign-in sets up MFA")
 
 
 @users_cli.command("resend-activation")

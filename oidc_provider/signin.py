@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from flask import current_app
 
-from . import audit, passwords
+from . import accounts, audit, passwords
 from .db import db, now
 from .models import User
 
@@ -23,14 +23,6 @@ class PasswordResult:
     user: User | None
     error: str | None = None
     kind: str = "ok"  # ok, wrong, locked, not_activated, disabled
-
-
-def find_user(email: str) -> User | None:
-    return db.session.scalar(db.select(User).filter_by(email=normalise_email(email)))
-
-
-def normalise_email(email: str) -> str:
-    return (email or "").strip().lower()
 
 
 def locked_for(user: User) -> int:
@@ -74,12 +66,12 @@ def record_success(user: User) -> None:
 def check_password(email: str, password: str, client_id: str | None = None) -> PasswordResult:
     """The first sign-in step. Unknown email and wrong password get the same
     answer after the same work (a dummy argon2 verify)."""
-    user = find_user(email)
+    user = accounts.find_user(email or "")
     if user is None:
         passwords.dummy_verify(password)
         audit.record(
             "signin_failed",
-            email=normalise_email(email)[:320],
+            email=accounts.normalize_email(email or "")[:320],
             client_id=client_id,
             outcome="failed",
             reason="unknown email",
