@@ -28,10 +28,10 @@ run: $(VENV)/.installed
 	$(FLASK) run --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check oidc_provider tests examples
+	$(BIN)/ruff check .
 
 test: $(VENV)/.installed-test e2e-deps
-	$(BIN)/ruff check oidc_provider tests examples
+	$(BIN)/ruff check .
 	$(BIN)/pytest
 
 # Debian packages the browser tests need (installed when running as root).
