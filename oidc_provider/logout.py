@@ -205,6 +205,7 @@ class Dispatcher:
         self.thread: threading.Thread | None = None
         self.lock = threading.Lock()
         self.idle = threading.Event()
+        self.stopped = False
 
     def wake(self) -> None:
         with self.lock:
@@ -215,10 +216,10 @@ class Dispatcher:
         self.event.set()
 
     def _run(self) -> None:
-        while True:
+        while not self.stopped:
             self.event.wait(timeout=5)  # also picks up retries that came due
             self.event.clear()
-            while claimed := self._claim():
+            while not self.stopped and (claimed := self._claim()):
                 for future in [self.pool.submit(self._deliver, delivery_id) for delivery_id in claimed]:
                     future.result()
             if not self.event.is_set():
@@ -228,8 +229,19 @@ class Dispatcher:
         with self.app.app_context():
             try:
                 return claim_due()
+            except Exception:  # the database is away for a moment: try again at the next round
+                self.app.logger.exception("back-channel logout: cannot read the deliveries")
+                return []
             finally:
                 db.session.remove()
+
+    def stop(self) -> None:
+        """Stop the thread (app shutdown, tests); queued deliveries stay in the database."""
+        self.stopped = True
+        self.event.set()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+        self.pool.shutdown(wait=True)
 
     def wait_idle(self, timeout: float) -> bool:
         """Until every due delivery was attempted (tests and shutdown)."""

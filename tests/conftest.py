@@ -102,6 +102,14 @@ def test_clients() -> list[dict]:
             "require_mfa": True,
             **common,
         },
+        {
+            "client_id": "es256-app",
+            "name": "ES256 app",
+            "redirect_uris": [f"{cb}/es256"],
+            "client_secret_sha256": sha(SECRETS["client"]),
+            "id_token_signed_response_alg": "ES256",
+            **common,
+        },
     ]
 
 
@@ -139,6 +147,7 @@ def make_app(tmp_path, clock):
 
     yield _make
     for app in made:
+        app.extensions["logout_dispatcher"].stop()
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
