@@ -54,6 +54,11 @@ def metadata(app: Flask) -> dict[str, Any]:
         "ui_locales_supported": ["en"],
         "claims_locales_supported": ["en"],
         "authorization_response_iss_parameter_supported": True,
+        "end_session_endpoint": f"{issuer}/logout",
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        "frontchannel_logout_supported": True,
+        "frontchannel_logout_session_supported": True,
     }
 
 
