@@ -100,9 +100,9 @@ def introspect() -> Response:
 
 @bp.get("/.well-known/openid-configuration")
 def discovery() -> Response:
-    body = current_app.extensions.setdefault(
-        "discovery_body", json.dumps(metadata(current_app), indent=1).encode()
-    )
+    body = current_app.extensions.get("discovery_body")
+    if body is None:  # built once per process
+        body = current_app.extensions["discovery_body"] = json.dumps(metadata(current_app), indent=1).encode()
     return Response(body, mimetype="application/json", headers={"Cache-Control": CACHE})
 
 
