@@ -34,6 +34,10 @@ test: $(VENV)/.installed-test e2e-deps
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
+# Speed and memory of the hot paths (in-process); exits non-zero when a target is missed.
+bench: $(VENV)/.installed-test
+	$(BIN)/python tests/bench.py
+
 # Debian packages the browser tests need (installed when running as root).
 e2e-deps:
 	@bash tests/e2e/install-deps.sh
