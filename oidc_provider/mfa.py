@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 from markupsafe import Markup
-from phonenumbers import PhoneNumberType, geocoder
+from phonenumbers import PhoneNumberType
 from sqlalchemy import or_, update
 
 from . import delivery
@@ -472,6 +472,8 @@ def parse_phone(raw: str, default_region: str | None = None) -> str:
 
 
 def _unsupported_country(number: phonenumbers.PhoneNumber) -> str:
+    from phonenumbers import geocoder  # ~100 MB of place names: load only when a number is refused
+
     country = geocoder.country_name_for_number(number, "en")
     where = f"{country} (+{number.country_code})" if country else f"+{number.country_code}"
     return f"Numbers from {where} can't receive codes yet. Use the authenticator app or email instead."
