@@ -27,6 +27,17 @@ run: $(VENV)/.installed
 	$(FLASK) keys ensure
 	$(FLASK) run --host $(HOST) --port $(PORT)
 
+# The provider and two demo apps (examples/demo_rp): Modeler on :5001, Forum on :5003.
+$(VENV)/.installed-demo: examples/demo_rp/requirements.txt | $(VENV)/.installed
+	$(BIN)/pip install -q -r examples/demo_rp/requirements.txt
+	touch $@
+
+demo: $(VENV)/.installed $(VENV)/.installed-demo
+	$(FLASK) clients check
+	$(FLASK) db upgrade
+	$(FLASK) keys ensure
+	BIN=$(BIN) bash examples/run-demo.sh
+
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
