@@ -6,6 +6,7 @@ A throwaway cluster is started on a Unix socket in a temporary folder (Debian's
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -27,6 +28,12 @@ def _as_postgres(*args: str) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else list(args)
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
 def postgres_url():
     folder = Path(tempfile.mkdtemp(prefix="portal-pg-"))
@@ -37,7 +44,8 @@ def postgres_url():
         shutil.chown(socket_dir, "postgres")
     run = {"check": True, "capture_output": True, "timeout": 60}
     subprocess.run(_as_postgres(str(BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"), **run)
-    options = f"-k {socket_dir} -c listen_addresses='' -p 5439 -c fsync=off"
+    port = _free_port()  # also keys the server's shared memory: two runs at once must differ
+    options = f"-k {socket_dir} -c listen_addresses='' -p {port} -c fsync=off"
     subprocess.run(
         _as_postgres(
             str(BIN / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-o", options, "-w", "start"
@@ -47,11 +55,11 @@ def postgres_url():
     try:
         subprocess.run(
             _as_postgres(
-                str(BIN / "createdb"), "-h", str(socket_dir), "-p", "5439", "-U", "postgres", "portal"
+                str(BIN / "createdb"), "-h", str(socket_dir), "-p", str(port), "-U", "postgres", "portal"
             ),
             **run,
         )
-        yield f"postgresql+psycopg://postgres@/portal?host={socket_dir}&port=5439"
+        yield f"postgresql+psycopg://postgres@/portal?host={socket_dir}&port={port}"
     finally:
         subprocess.run(
             _as_postgres(str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"),
