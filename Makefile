@@ -6,6 +6,7 @@ BIN    := $(VENV)/bin
 FLASK  := $(BIN)/flask --app oidc_provider
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
+E2E    := tests/e2e
 
 .PHONY: run test lint e2e-deps demo bench clean
 
@@ -41,7 +42,7 @@ demo: $(VENV)/.installed $(VENV)/.installed-demo
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
-test: $(VENV)/.installed-test e2e-deps
+test: $(VENV)/.installed-test e2e-deps $(E2E)/node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
@@ -52,6 +53,12 @@ bench: $(VENV)/.installed-test
 # Debian packages the browser tests need (installed when running as root).
 e2e-deps:
 	@bash tests/e2e/install-deps.sh
+
+# openid-client for the certified-RP test, from the lock; again only when the lock changes.
+$(E2E)/node_modules/.installed: $(E2E)/package-lock.json | e2e-deps
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd $(E2E) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm is missing: the openid-client test will be skipped" >&2; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
