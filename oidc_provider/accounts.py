@@ -269,6 +269,27 @@ def reset_password(token: str, password: str) -> User:
     return user
 
 
+def change_password(user: User, password: str, keep_sid: str | None) -> int:
+    """A signed-in user chose a new password (the current one was checked):
+    every other session ends (its apps are told), trusted computers are
+    forgotten, and the user gets an email. Returns how many sessions ended.
+    Raises PasswordRejected."""
+    problems = passwords.policy_problems(password, user.email)
+    if problems:
+        raise PasswordRejected(problems)
+    user.password_hash = passwords.hash_password(password)
+    user.password_changed_at = now()
+    others = db.session.scalars(db.select(SsoSession).filter_by(user_id=user.id, ended_at=None)).all()
+    others = [s for s in others if s.sid != keep_sid]
+    for sso in others:
+        logout.end_session(sso, reason="session_ended")
+    sessions.revoke_trusted_computers(user.id)
+    audit.record("password_changed", user=user, sessions_ended=len(others))
+    db.session.commit()
+    _mail(user, f"Your {_portal()} password was changed", "password_changed", forgot_link=_forgot_link())
+    return len(others)
+
+
 def end_access(user: User) -> int:
     """After a password reset or when disabling: end every SSO session of the
     user as a logout does (its apps are told by back-channel logout), forget

@@ -6,6 +6,10 @@ pages:
   confirmed method completes the sign-in through `login.enrolled`;
 - `manage`: a signed-in user adds or replaces a method from Manage MFA, after a
   fresh re-authentication (password + MFA within REAUTH_MAX_AGE).
+
+A `next` (local path) travels along every page of a setup that began on the
+welcome page, so a person adding a second method mid sign-in gets back to the
+app they were going to.
 """
 
 from __future__ import annotations
@@ -17,10 +21,9 @@ from .db import db
 from .forms import CodeForm, EnrolEmailForm, EnrolSmsForm
 from .mfa import PhoneError
 from .models import MfaMethod, User
-from .security import limiter
+from .security import limiter, safe_next
 
 bp = Blueprint("enrol", __name__, url_prefix="/mfa/setup")
-KIND_NAMES = {"totp": "authenticator app", "email": "email codes", "sms": "text message (SMS) codes"}
 
 
 class NotAllowed(Exception):
@@ -45,21 +48,41 @@ def enroller() -> tuple[User, str]:
     return sso.user, "manage"
 
 
+def going_on() -> str | None:
+    """Where the person was going when the setup began (welcome page), if anywhere."""
+    return safe_next(request.args.get("next"))
+
+
+@bp.context_processor
+def _going_on() -> dict[str, str | None]:
+    return {"going_on": going_on()}
+
+
 def _replaces(user: User) -> MfaMethod | None:
     method_id = request.args.get("replaces", "")
     method = mfa.find(user, int(method_id)) if method_id.isdigit() else None
     return method if method is not None and method.confirmed_at is not None else None
 
 
-def confirmed(user: User, method: MfaMethod, mode: str) -> Response:
-    """A method was confirmed: finish the sign-in, or record the change."""
+def confirmed(user: User, method: MfaMethod, mode: str, replaced: list[str]) -> Response:
+    """A method was confirmed, taking the place of the methods masked as
+    `replaced` (now gone): finish the sign-in, or record, email and show the
+    change."""
     if mode == "signin":
         return redirect(url_for("login.enrolled"))
-    audit.record("mfa_added", user=user, email=user.email, kind=method.kind, target=mfa.mask(method))
+    details = {"kind": method.kind, "target": mfa.mask(method)}
+    if replaced:
+        change = messages.method_replaced(method, replaced[0])
+        audit.record("mfa_replaced", user=user, replaced=replaced, **details)
+    else:
+        change = messages.method_added(method)
+        audit.record("mfa_added", user=user, **details)
     sessions.revoke_trusted_computers(user.id)  # an MFA change ends every "trust this computer"
     db.session.commit()
-    messages.mfa_changed(user, f"{KIND_NAMES[method.kind].capitalize()} ({mfa.mask(method)}) was set up")
-    flash(f"Your {KIND_NAMES[method.kind]} is set up.", "success")
+    messages.mfa_changed(user, change.email)
+    flash(change.page, "success")
+    if going_on():
+        return redirect(url_for("portal.mfa_welcome", next=going_on()))
     return redirect(url_for("portal.mfa_methods"))
 
 
@@ -78,9 +101,12 @@ def choose() -> str:
 @bp.route("/authenticator", methods=["GET", "POST"])
 def authenticator() -> Response | str:
     user, mode = enroller()
+    if request.method == "GET" and request.args.get("new"):  # Manage MFA's "Replace"
+        mfa.replace_totp(user)
+        return redirect(url_for("enrol.authenticator", next=going_on()))  # a refresh keeps this QR code
     method = next((m for m in user.mfa_methods if m.kind == "totp" and m.confirmed_at is None), None)
-    if method is None or request.args.get("new"):
-        method = mfa.start_enrolment(user, "totp")  # a refresh keeps the QR code already scanned
+    if method is None:
+        method = mfa.start_enrolment(user, "totp")
     return _confirm_page(
         user,
         mode,
@@ -88,19 +114,24 @@ def authenticator() -> Response | str:
         "mfa/authenticator.html",
         qr=mfa.qr_svg(mfa.provisioning_uri(method)),
         secret=mfa.grouped_secret(method),
+        replacing=any(m.kind == "totp" for m in user.confirmed_methods),
+        focus_code=request.method == "POST",  # at first the QR code comes first, not the keyboard
     )
 
 
 def _confirm_page(
-    user: User, mode: str, method: MfaMethod, template: str, **context: object
+    user: User, mode: str, method: MfaMethod, template: str, focus_code: bool = True, **context: object
 ) -> Response | str:
     form = CodeForm()
+    if not focus_code:
+        form.code.render_kw = {k: v for k, v in form.code.render_kw.items() if k != "autofocus"}
     message, status = None, 200
     if form.validate_on_submit():
+        replaced = [mfa.mask(m) for m in mfa.replaced_by(method)]  # gone once confirmed
         result = mfa.confirm_enrolment(method, form.code.data)
         if result.ok:
-            return confirmed(user, method, mode)
-        message, status = messages.code_refusal(result), 401
+            return confirmed(user, method, mode, replaced)
+        message, status = messages.code_refusal(result, method.kind), 401
     elif request.method == "POST":
         status = 422
     return render_template(
@@ -126,7 +157,7 @@ def _target_form(kind: str, form: EnrolEmailForm | EnrolSmsForm, user: User) -> 
             error = str(exc)
         else:
             flash(*messages.code_sent(method, mfa.send_code(method, "enrol")))
-            return redirect(url_for("enrol.confirm", method_id=method.id))
+            return redirect(url_for("enrol.confirm", method_id=method.id, next=going_on()))
     status = 200 if request.method == "GET" else 422
     return render_template(
         "mfa/target.html",
@@ -136,6 +167,7 @@ def _target_form(kind: str, form: EnrolEmailForm | EnrolSmsForm, user: User) -> 
         mode=mode,
         error=error,
         replacing=_replaces(user),
+        mask=mfa.mask,
     ), status
 
 
@@ -161,8 +193,8 @@ def confirm(method_id: int) -> Response | str:
     user, mode = enroller()
     method = mfa.find(user, method_id)
     if method is None or method.kind == "totp" or method.confirmed_at is not None:
-        return redirect(url_for("enrol.choose"))
-    return _confirm_page(user, mode, method, "mfa/confirm.html")
+        return redirect(url_for("enrol.choose", next=going_on()))
+    return _confirm_page(user, mode, method, "mfa/confirm.html", valid_for=mfa.code_lifetime())
 
 
 @bp.post("/<int:method_id>/resend")
@@ -170,9 +202,9 @@ def resend(method_id: int) -> Response:
     user, _ = enroller()
     method = mfa.find(user, method_id)
     if method is None or method.kind == "totp" or method.confirmed_at is not None:
-        return redirect(url_for("enrol.choose"))
+        return redirect(url_for("enrol.choose", next=going_on()))
     flash(*messages.code_sent(method, mfa.send_code(method, "enrol")))
-    return redirect(url_for("enrol.confirm", method_id=method.id))
+    return redirect(url_for("enrol.confirm", method_id=method.id, next=going_on()))
 
 
 def init_app(app: Flask) -> None:

@@ -12,7 +12,7 @@ from .clients import query_client
 from .db import db, now
 from .forms import CodeForm, LoginForm
 from .models import LoginTransaction, MfaMethod, User
-from .security import client_ip, limiter
+from .security import client_ip, limiter, safe_next
 
 bp = Blueprint("login", __name__)
 STATUS = {"invalid": 422, "wrong": 401, "locked": 429, "disabled": 403, "not_activated": 403}
@@ -36,13 +36,6 @@ def wants_mfa(tx: LoginTransaction | None) -> bool:
         acr_values=tuple((tx.params.get("acr_values") or "").split()),
         require_mfa=bool(client and client.require_mfa),
     ).wants_mfa
-
-
-def safe_next(url: str | None) -> str | None:
-    """A local path to return to, or None: never an open redirect."""
-    if not url or not url.startswith("/") or url.startswith(("//", "/\\")) or "\\" in url:
-        return None
-    return url
 
 
 def continue_url(tx: LoginTransaction | None, next_url: str | None = None) -> str:
@@ -149,9 +142,11 @@ def _pending_user() -> tuple[User | None, dict | None]:
 
 
 def _chosen(user: User, method_id: str | None) -> MfaMethod | None:
+    """The confirmed method the page asks for, else the first one (never one
+    still awaiting its enrolment code)."""
     methods = mfa.methods(user)
     if method_id and method_id.isdigit():
-        return mfa.find(user, int(method_id))
+        return next((m for m in methods if m.id == int(method_id)), None)
     return methods[0] if methods else None
 
 
@@ -204,7 +199,7 @@ def _check_code(
     signin.record_failure(user, "mfa_failed", tx.client_id if tx else None)
     if seconds := signin.locked_for(user):
         return signin.locked_message(seconds), 429
-    return messages.code_refusal(result), 401
+    return messages.code_refusal(result, method.kind), 401
 
 
 @bp.post("/login/code/send")

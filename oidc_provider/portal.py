@@ -11,12 +11,13 @@ from urllib.parse import urlsplit
 from authlib.common.urls import add_params_to_uri
 from flask import Blueprint, Flask, Response, abort, flash, redirect, render_template, request, url_for
 
-from . import audit, logout, messages, mfa, sessions
+from . import accounts, audit, logout, messages, mfa, passwords, sessions, signin
 from .clients import Client, all_clients, query_client
-from .db import db
-from .forms import ConfirmForm
+from .db import db, now
+from .forms import ChangePasswordForm, ConfirmForm
 from .mfa import LastMethodError
 from .models import SsoSession, TrustedComputer
+from .security import safe_next
 
 bp = Blueprint("portal", __name__)
 
@@ -63,6 +64,12 @@ def details(sso: SsoSession) -> str:
         db.select(TrustedComputer).filter_by(user_id=user.id).order_by(TrustedComputer.created_at.desc())
     ).all()
     signins = audit.query(user_id=user.id, events=["signin_ok", "signin_failed", "mfa_failed"], limit=10)
+    active = db.session.scalars(
+        db.select(SsoSession)
+        .filter_by(user_id=user.id, ended_at=None)
+        .order_by(SsoSession.last_seen_at.desc())
+    ).all()
+    active = [a for a in active if a.expires_at > now()]
     return render_template(
         "portal/details.html",
         title="My details",
@@ -73,7 +80,41 @@ def details(sso: SsoSession) -> str:
         signins=signins,
         form=ConfirmForm(),
         this_computer=sessions.trusted_computer(user),
+        active=active,
+        current_sid=sso.sid,
+        device=sessions.device_label,
     )
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@signed_in
+def change_password(sso: SsoSession) -> Response | tuple[str, int]:
+    """Change password: the current one first; other browsers are signed out."""
+    form = ChangePasswordForm()
+    error, status = None, 200
+    if form.validate_on_submit():
+        error = signin.check_current_password(sso.user, form.current.data)
+        if error is None:
+            try:
+                ended = accounts.change_password(sso.user, form.password.data, keep_sid=sso.sid)
+            except accounts.PasswordRejected as rejected:
+                form.password.errors.append(str(rejected))
+            else:
+                others = (
+                    f" {ended} other browser{'s were' if ended != 1 else ' was'} signed out." if ended else ""
+                )
+                flash(f"Your password was changed.{others}", "success")
+                return redirect(url_for("portal.details"), 303)
+        status = 401 if error else 422
+    elif request.method == "POST":
+        status = 422
+    return render_template(
+        "portal/password.html",
+        title="Change password",
+        form=form,
+        error=error,
+        hint=passwords.strength_hint(),
+    ), status
 
 
 @bp.get("/account/mfa")
@@ -86,6 +127,7 @@ def mfa_methods(sso: SsoSession) -> str:
         user=user,
         methods=mfa.methods(user),
         mask=mfa.mask,
+        describe=messages.describe,
         fresh=sessions.is_fresh(sso),
         form=ConfirmForm(),
     )
@@ -97,19 +139,19 @@ def mfa_methods(sso: SsoSession) -> str:
 def remove_method(sso: SsoSession, method_id: int) -> Response:
     user = sso.user
     method = mfa.find(user, method_id)
-    if method is None or not ConfirmForm().validate_on_submit():
+    if method is None or method.confirmed_at is None or not ConfirmForm().validate_on_submit():
         abort(404)
-    label = mfa.mask(method)
+    kind, label, change = method.kind, mfa.mask(method), messages.method_removed(messages.describe(method))
     try:
         mfa.remove(user, method_id)
     except LastMethodError as exc:
         flash(str(exc), "error")
         return redirect(url_for("portal.mfa_methods"), 303)
-    audit.record("mfa_removed", user=user, email=user.email, target=label)
-    sessions.revoke_trusted_computers(user.id)
+    audit.record("mfa_removed", user=user, kind=kind, target=label)
+    sessions.revoke_trusted_computers(user.id)  # an MFA change ends every "trust this computer"
     db.session.commit()
-    messages.mfa_changed(user, f"The sign-in method {label} was removed")
-    flash(f"{label} was removed.", "success")
+    messages.mfa_changed(user, change.email)
+    flash(change.page, "success")
     return redirect(url_for("portal.mfa_methods"), 303)
 
 
@@ -117,9 +159,7 @@ def remove_method(sso: SsoSession, method_id: int) -> Response:
 @signed_in
 def mfa_welcome(sso: SsoSession) -> str:
     """After the first method: advise a second one (authenticator + email)."""
-    going_on = request.args.get("next", "")
-    if not going_on.startswith("/") or going_on.startswith("//"):
-        going_on = url_for("portal.home")
+    going_on = safe_next(request.args.get("next")) or url_for("portal.home")
     return render_template(
         "portal/mfa_welcome.html",
         title="You're protected",

@@ -55,3 +55,10 @@ def _http_error(exc: HTTPException) -> tuple[Response | str, int]:
 
 def client_ip() -> str:
     return request.remote_addr or "unknown"
+
+
+def safe_next(url: str | None) -> str | None:
+    """A local path to return to, or None: never an open redirect."""
+    if not url or not url.startswith("/") or url.startswith(("//", "/\\")) or "\\" in url:
+        return None
+    return url

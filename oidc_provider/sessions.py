@@ -105,16 +105,6 @@ def end_current() -> SsoSession | None:
     return sso
 
 
-def end_all_for_user(user_id: int, keep_sid: str | None = None) -> list[str]:
-    """End every open session of a user (password reset, disable, MFA reset);
-    returns the sids ended. Caller commits."""
-    open_sessions = db.session.scalars(db.select(SsoSession).filter_by(user_id=user_id, ended_at=None)).all()
-    ended = [s for s in open_sessions if s.sid != keep_sid]
-    for sso in ended:
-        end(sso)
-    return [s.sid for s in ended]
-
-
 def is_fresh(sso: SsoSession | None) -> bool:
     """Password and MFA within REAUTH_MAX_AGE: may change MFA methods."""
     return (
@@ -142,10 +132,6 @@ def pending() -> dict[str, Any] | None:
         session.pop(PENDING_KEY, None)
         return None
     return data
-
-
-def clear_pending() -> None:
-    session.pop(PENDING_KEY, None)
 
 
 # -- trusted computer ---------------------------------------------------------------

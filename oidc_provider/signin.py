@@ -100,3 +100,18 @@ def check_password(email: str, password: str, client_id: str | None = None) -> P
             "not_activated",
         )
     return PasswordResult(user)
+
+
+def check_current_password(user: User, password: str) -> str | None:
+    """Re-check a signed-in user's password (changing it); wrong guesses count
+    towards the same lockout as at sign-in. None when right, else the message."""
+    if seconds := locked_for(user):
+        return locked_message(seconds)
+    if passwords.verify_password(user.password_hash, password):
+        record_success(user)
+        db.session.commit()
+        return None
+    record_failure(user, "password_change_failed")
+    if seconds := locked_for(user):
+        return locked_message(seconds)
+    return "Your current password is not right."

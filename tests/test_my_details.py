@@ -1,0 +1,47 @@
+"""My details: what a signed-in person sees and changes about their account."""
+
+from rp import RP, query
+
+NEW_PASSWORD = "a brand new passphrase 2027"
+
+
+def test_my_details_shows_account_methods_sessions_and_sign_ins(rp):
+    rp.sign_in(rp.authorize())
+    page = rp.browser.get("/account").get_data(as_text=True)
+    for expected in (
+        "Buffy Summers",
+        "buffy@example.com",
+        "Authenticator app",
+        "Change MFA information",
+        "this browser",
+        "Signed in",
+        "Add a second sign-in method",
+    ):
+        assert expected in page, expected
+
+
+def test_change_password_needs_the_current_one_and_signs_out_other_browsers(app, rp, clock):
+    other = RP(app, app.test_client(), clock, rp.user)
+    other.sign_in(other.authorize())
+    rp.sign_in(rp.authorize())
+    wrong = rp.browser.post(
+        "/account/password",
+        data={"current": "not it at all", "password": NEW_PASSWORD, "confirm": NEW_PASSWORD},
+    )
+    assert wrong.status_code == 401 and "current password is not right" in wrong.get_data(as_text=True)
+    weak = rp.browser.post(
+        "/account/password",
+        data={"current": rp.user.password, "password": "password123", "confirm": "password123"},
+    )
+    assert weak.status_code == 422
+    done = rp.browser.post(
+        "/account/password",
+        data={"current": rp.user.password, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD},
+    )
+    assert done.status_code == 303
+    assert "1 other browser was signed out" in rp.browser.get("/account").get_data(as_text=True)
+    assert query(other.authorize(prompt="none").location)["error"] == "login_required"
+    assert rp.code_from(rp.authorize(prompt="none"))  # this browser stays signed in
+    rp.user.password = NEW_PASSWORD
+    rp.browser.post("/logout", data={"confirm": "1"})
+    assert rp.code_from(rp.sign_in(rp.authorize()))
