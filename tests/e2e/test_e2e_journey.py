@@ -146,10 +146,12 @@ def test_a_person_registers_sets_up_mfa_and_signs_in_once_for_every_app(
     mark = len(visited.paths)
     sign_in_from(page, forum)
     expect_signed_in(page, forum, ann)
-    assert "/login" not in visited.since(mark) and "/login/code" not in visited.since(mark), visited.since(
-        mark
-    )
+    shown = visited.since(mark)
+    assert "/login" not in shown and "/login/code" not in shown, shown
     shots("forum-signed-in")
+    page.get_by_role("button", name="Refresh tokens").click()  # the demo's refresh_token grant
+    expect(page.get_by_text(re.compile("Tokens refreshed"))).to_be_visible()
+    expect_signed_in(page, forum, ann)
 
     # The portal home lists the apps; sign out everywhere from there.
     page.goto(f"{portal}/")
