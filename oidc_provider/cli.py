@@ -12,16 +12,17 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from . import accounts, audit
+from . import accounts, audit, mfa, mfa_support
 from . import clients as clients_mod
 from . import keys as keys_mod
 from .db import now
-from .models import AuditEvent, User
+from .models import AuditEvent, MfaMethod, User
 
 clients_cli = AppGroup("clients", help="The relying-party apps of clients.yaml.")
 keys_cli = AppGroup("keys", help="The signing keys in OIDC_KEYS_DIR.")
 users_cli = AppGroup("users", help="People's accounts: activation, disable/enable, list.")
 audit_cli = AppGroup("audit", help="The audit log of security events.")
+mfa_cli = AppGroup("mfa", help="People's sign-in methods (MFA): show, support reset.")
 
 
 @clients_cli.command("check")
@@ -211,6 +212,51 @@ def _audit_row(r: AuditEvent) -> tuple[str, ...]:
     )
 
 
+@mfa_cli.command("show")
+@click.argument("email")
+def mfa_show(email: str) -> None:
+    """EMAIL's sign-in methods: masked, kind, added, last used, confirmed or pending."""
+    user = _account(email)
+    methods = mfa.all_methods(user)
+    if not methods:
+        click.echo(f"{user.email} has no sign-in method: the next sign-in asks to set one up")
+        return
+    _echo_table(
+        ("method", "kind", "added (UTC)", "last used (UTC)", "state"), [_method_row(m) for m in methods]
+    )
+
+
+def _method_row(m: MfaMethod) -> tuple[str, ...]:
+    return (
+        mfa.mask(m),
+        m.kind,
+        f"{m.created_at:%Y-%m-%d %H:%M}",
+        f"{m.last_used_at:%Y-%m-%d %H:%M}" if m.last_used_at else "never",
+        "confirmed" if m.confirmed_at else "pending (awaits its first code)",
+    )
+
+
+@mfa_cli.command("reset")
+@click.argument("email")
+@click.option("--reason", required=True, help="Why (e.g. the ticket); kept in the audit log.")
+def mfa_reset(email: str, reason: str) -> None:
+    """Remove every sign-in method of EMAIL and sign them out everywhere; the
+    next sign-in asks them to set up a method again. They are emailed."""
+    user = _account(email)
+    if not reason.strip():
+        raise click.BadParameter("say why, e.g. the support ticket", param_hint="--reason")
+    done = mfa_support.support_reset(user, reason)
+    click.echo(
+        f"{user.email}: {done.methods_removed} sign-in method(s) removed, "
+        f"{done.sessions_ended} session(s) ended, trusted computers forgotten; "
+        "the next sign-in asks to set up a method"
+    )
+    if not done.mailed:
+        click.echo(f"could not email {user.email} (see the log): tell them another way", err=True)
+        raise SystemExit(1)
+    click.echo(f"emailed {user.email}")
+
+
 def init_app(app: Flask) -> None:
-    for group in (clients_cli, keys_cli, users_cli, audit_cli):
+    for group in (clients_cli, keys_cli, users_cli, audit_cli, mfa_cli):
         app.cli.add_command(group)

@@ -3,6 +3,8 @@ for these sentences, shared by the sign-in, enrolment and Manage MFA pages."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flask import current_app
 
 from . import delivery
@@ -12,21 +14,30 @@ from .models import MfaMethod, User
 CODE_REFUSALS = {
     Outcome.WRONG: "That code is not right. Check the code and try again.",
     Outcome.EXPIRED: "That code has expired. Send a new code.",
-    Outcome.REPLAYED: "That code was already used. Wait for the next code in your app.",
+    Outcome.REPLAYED: "That code was already used. Send a new code.",
     Outcome.LOCKED: "Too many wrong tries for this code. Send a new code.",
     Outcome.NOT_SENT: "Send a code first.",
 }
+# an authenticator app shows a new code every 30 seconds, from its own clock
+APP_REPLAYED = "That code was already used. Wait for the next code in your app."
+APP_WRONG = (
+    "That code is not right. Enter the code your app shows now; if it still fails, "
+    "check that your phone sets its date and time automatically."
+)
 
 
 def _wait(seconds: int) -> str:
     return f"{seconds} seconds" if seconds < 120 else f"{-(-seconds // 60)} minutes"
 
 
-def code_refusal(result: VerifyResult) -> str:
-    """Why a code was refused, and what to do."""
+def code_refusal(result: VerifyResult, kind: str) -> str:
+    """Why a code for a method of `kind` (totp, email, sms) was refused, and what to do."""
+    if kind == "totp":  # wrong or replayed: nothing is sent, nothing expires
+        return APP_WRONG if result.outcome is Outcome.WRONG else APP_REPLAYED
     message = CODE_REFUSALS[result.outcome]
     if result.outcome is Outcome.WRONG and result.attempts_left is not None:
-        message += f" {result.attempts_left} tries left for this code."
+        left = result.attempts_left
+        message += f" {left} {'try' if left == 1 else 'tries'} left for this code."
     return message
 
 
@@ -44,6 +55,51 @@ def code_sent(method: MfaMethod, result: SendResult) -> tuple[str, str]:
     }[result.outcome]
 
 
+# --- changes to the sign-in methods ----------------------------------------------------
+
+
+def describe(method: MfaMethod) -> str:
+    """A method in a sentence: "the authenticator app", "email codes to
+    j***@example.org", "text message codes to +31 6 ****5678"."""
+    if method.kind == "totp":
+        return "the authenticator app"
+    medium = "email codes" if method.kind == "email" else "text message codes"
+    return f"{medium} to {mask(method)}"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change to a user's methods, told twice: `email` completes "… on
+    your <portal> account." (the mfa_changed email), `page` is the flash."""
+
+    email: str
+    page: str
+
+
+def method_added(method: MfaMethod) -> Change:
+    return Change(
+        f"A new sign-in method ({describe(method)}) was added",
+        f"Done: you can now sign in with {describe(method)}.",
+    )
+
+
+def method_replaced(method: MfaMethod, old: str) -> Change:
+    """`method` took the place of the method masked (`mask`) as `old`."""
+    if method.kind == "totp":
+        return Change(
+            "Your authenticator app was replaced by a new one",
+            "Your new authenticator app is set up. Codes from the old one no longer work.",
+        )
+    return Change(
+        f"Your codes now go to {mask(method)} instead of {old}",
+        f"Codes now go to {mask(method)} instead of {old}.",
+    )
+
+
+def method_removed(old: str) -> Change:
+    return Change(f"A sign-in method ({old}) was removed", f"Removed: {old}.")
+
+
 def mfa_changed(user: User, change: str) -> bool:
     """Email the account address about a change to its sign-in methods (SPEC 8)."""
     return delivery.send_mail(
@@ -52,5 +108,18 @@ def mfa_changed(user: User, change: str) -> bool:
         "mfa_changed",
         name=user.name,
         change=change,
+        forgot_link=delivery.link("account.forgot_password"),
+    )
+
+
+def mfa_reset(user: User) -> bool:
+    """Email the account address that support removed every method (SPEC 9):
+    the next sign-in asks to set one up again."""
+    return delivery.send_mail(
+        user.email,
+        f"Your {current_app.config['PORTAL_NAME']} sign-in methods were reset",
+        "mfa_reset",
+        name=user.name,
+        login_link=delivery.link("login.password"),
         forgot_link=delivery.link("account.forgot_password"),
     )

@@ -242,14 +242,17 @@ def confirm_enrolment(method: MfaMethod, code: str) -> VerifyResult:
     result = _check(method, code)
     if result.ok:
         method.confirmed_at = now()
-        for old in _replaced_by(method):
+        for old in replaced_by(method):
             method.user.mfa_methods.remove(old)
         method.replaces_id = None
     db.session.commit()
     return result
 
 
-def _replaced_by(method: MfaMethod) -> list[MfaMethod]:
+def replaced_by(method: MfaMethod) -> list[MfaMethod]:
+    """The confirmed methods that go once the enrolling `method` is confirmed:
+    every other authenticator for an authenticator, else the one named by
+    `replaces` at the start (pages ask before confirming, to tell the change)."""
     others = [m for m in method.user.mfa_methods if m is not method and m.confirmed_at is not None]
     if method.kind == "totp":
         return [m for m in others if m.kind == "totp"]
@@ -424,7 +427,7 @@ def _count_send(method: MfaMethod) -> None:
 
 def _deliver(method: MfaMethod, code: str, purpose: str) -> bool:
     cfg = current_app.config
-    valid_for = _duration(cfg["OTP_DELIVERY_STEP"])
+    valid_for = code_lifetime()
     assert method.target is not None
     if method.kind == "sms":
         return delivery.send_sms(method.target, _sms_text(code, PURPOSES[purpose], valid_for))
@@ -441,6 +444,11 @@ def _sms_text(code: str, action: str, valid_for: str) -> str:
         f"{code} is your {cfg['PORTAL_NAME']} code to {action}. Valid for {valid_for}. "
         f"Not you? Change your password.\n\n@{host} #{code}"  # origin-bound code: browsers autofill it
     )
+
+
+def code_lifetime() -> str:
+    """How long a sent code stays valid, in words: "10 minutes"."""
+    return _duration(current_app.config["OTP_DELIVERY_STEP"])
 
 
 def _duration(seconds: int) -> str:
@@ -484,7 +492,13 @@ def _unsupported_country(number: phonenumbers.PhoneNumber) -> str:
 
 def methods(user: User) -> list[MfaMethod]:
     """The user's confirmed methods, authenticator first, then email, then SMS."""
-    return sorted(user.confirmed_methods, key=lambda m: (KINDS.index(m.kind), m.id))
+    return [m for m in all_methods(user) if m.confirmed_at is not None]
+
+
+def all_methods(user: User) -> list[MfaMethod]:
+    """Every method of the user, confirmed or still awaiting its first code,
+    in the order of `methods` (for support's view)."""
+    return sorted(user.mfa_methods, key=lambda m: (KINDS.index(m.kind), m.id))
 
 
 def find(user: User, method_id: int) -> MfaMethod | None:

@@ -1,0 +1,47 @@
+"""Support's MFA reset (SPEC 9): the one way an account loses its last method.
+
+For a person who lost every method: all their methods go, they are signed
+out everywhere (sessions, trusted computers, tokens: `accounts.end_access`),
+the audit log keeps support's reason, and the account address is told that
+the next sign-in will ask to set up a method again (the enrolment gate).
+
+Layer 2, above `accounts`, `mfa` and `messages` (none of which imports this).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import accounts, audit, messages, mfa
+from .db import db
+from .models import User
+
+REASON_MAX = 500  # as `users disable --reason`
+
+
+@dataclass(frozen=True)
+class ResetReport:
+    """What a support reset did."""
+
+    methods_removed: int  # confirmed and pending
+    sessions_ended: int
+    mailed: bool  # the account address was told; False: tell them another way
+
+
+def support_reset(user: User, reason: str) -> ResetReport:
+    """Remove every MFA method of `user`, end all their access, record
+    `reason` (required: ValueError when blank) and email the user."""
+    reason = " ".join(reason.split())[:REASON_MAX]
+    if not reason:
+        raise ValueError("a support reset needs a reason")
+    sessions_ended = accounts.end_access(user)
+    removed = len(user.mfa_methods)
+    audit.record(
+        "mfa_reset", user=user, reason=reason, methods_removed=removed, sessions_ended=sessions_ended
+    )
+    mfa.reset_all(user)  # commits the audit record with the deletion
+    mailed = messages.mfa_reset(user)
+    if not mailed:
+        audit.record("mail_failed", user=user, outcome="failed", template="mfa_reset")
+        db.session.commit()
+    return ResetReport(removed, sessions_ended, mailed)
