@@ -177,17 +177,12 @@ def page(context):
     return context.new_page()
 
 
-@pytest.fixture(scope="session")
-def screenshot_root() -> Path:
-    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)  # another run may share the checkout
-    return SCREENSHOTS
-
-
 @pytest.fixture
-def shots(page, screenshot_root: Path, request: pytest.FixtureRequest) -> Screens:
-    """`shots("name")` photographs the current page at both widths."""
-    folder = screenshot_root / re.sub(r"[^\w-]+", "-", request.node.name).strip("-")
+def shots(page, request: pytest.FixtureRequest) -> Screens:
+    """`shots("name")` photographs the current page at both widths, into a folder of
+    this test's own (emptied first; other runs sharing the checkout keep theirs)."""
+    folder = SCREENSHOTS / re.sub(r"[^\w-]+", "-", request.node.name).strip("-")
+    shutil.rmtree(folder, ignore_errors=True)
     return Screens(folder, page)
 
 
