@@ -31,7 +31,7 @@ from .clients import Client, query_client
 from .db import db, now
 from .forms import ConfirmForm
 from .models import Consent, LoginTransaction, SsoSession
-from .oauth import ParkedRequest, add_issuer, authorization_server
+from .oauth import ParkedRequest, authorization_server
 from .security import csrf
 
 bp = Blueprint("authorize", __name__)
@@ -211,9 +211,8 @@ def handle(oauth_request: Any, tx: LoginTransaction | None) -> Response:
         return _go_to_step(step, {k: params.get(k) for k in params}, client, tx)
     grant.request.sso = sso
     grant.request.claims_requested = _requested_claims(params)
-    response = add_issuer(
-        server.create_authorization_response(oauth_request, grant_user=sso.user, grant=grant)
-    )
+    # `iss` (RFC 9207) comes from the Issuer extension, on errors too.
+    response = server.create_authorization_response(oauth_request, grant_user=sso.user, grant=grant)
     if tx is not None:
         transactions.complete(tx)
     if response.status_code != 302:

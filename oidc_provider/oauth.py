@@ -426,9 +426,3 @@ def authorization_server() -> Server:
 
 def protector() -> Protector:
     return current_app.extensions["oauth_protector"]
-
-
-def add_issuer(response: Any) -> Any:
-    """RFC 9207: `iss` on every authorization response, errors included."""
-    Issuer().add_issuer_parameter(authorization_server(), response)
-    return response
