@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749.errors import ForbiddenError
 from flask import Blueprint, Flask, Response, current_app, jsonify
 from sqlalchemy import text
 
@@ -78,12 +79,26 @@ def token() -> Response:
     return _no_store(response)
 
 
+def bearer_error(error: OAuth2Error) -> Response:
+    """A refused bearer token (RFC 6750 3): the error in JSON and in a
+    `WWW-Authenticate: Bearer` challenge; a request without a bearer token gets
+    the bare challenge (3.1). Answered here, not raised: the app's error pages
+    would drop the challenge header."""
+    if isinstance(error, ForbiddenError):  # no token, or another scheme than Bearer
+        return Response(status=401, headers={"WWW-Authenticate": "Bearer"})
+    challenge = f'Bearer error="{error.error}", error_description="{error.get_error_description()}"'
+    response = jsonify(error=error.error, error_description=error.get_error_description())
+    response.status_code = error.status_code
+    response.headers["WWW-Authenticate"] = challenge
+    return response
+
+
 @bp.route("/userinfo", methods=["GET", "POST"])
 def userinfo() -> Response:
     try:
         token = oauth.protector().acquire_token(["openid"])
     except OAuth2Error as error:
-        oauth.protector().raise_error_response(error)
+        return _no_store(bearer_error(error))
     info = oauth.user_info(token.user, token.scope, token.claims)
     return _no_store(jsonify(info))
 
