@@ -8,6 +8,7 @@ hooks (DESIGN.md, "Traps in the libraries", names each trap they avoid).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -299,27 +300,58 @@ class Revocation(RevocationEndpoint):
         db.session.commit()
 
 
+@dataclass(frozen=True)
+class Presented:
+    """A token string as presented for introspection: its row, and which of the
+    row's two tokens it is."""
+
+    token: Token
+    is_refresh: bool
+
+    @property
+    def active(self) -> bool:
+        """RFC 7662 2.2 `active`; a refresh token by its own lifetime and rotation."""
+        if self.token.is_revoked():
+            return False
+        if self.is_refresh:
+            expires = self.token.refresh_expires_at
+            return self.token.refresh_used_at is None and (expires is None or expires > now())
+        return not self.token.is_expired()
+
+
 class Introspection(IntrospectionEndpoint):
     CLIENT_AUTH_METHODS = AUTH_METHODS
 
-    def query_token(self, token_string: str, token_type_hint: str | None) -> Token | None:
-        return find_token(token_string, token_type_hint)
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Presented | None:
+        token = find_token(token_string, token_type_hint)
+        if token is None:
+            return None
+        return Presented(token, token.refresh_token_hash == token_hash(token_string))
 
-    def check_permission(self, token: Token, client: Client, request: OAuth2Request) -> bool:
-        return token.client_id == client.client_id
+    def check_permission(self, presented: Presented, client: Client, request: OAuth2Request) -> bool:
+        return presented.token.client_id == client.client_id
 
-    def introspect_token(self, token: Token) -> dict[str, Any]:
-        return {
+    def create_introspection_payload(self, presented: Presented | None) -> dict[str, Any]:
+        if presented is None or not presented.active:
+            return {"active": False}
+        return self.introspect_token(presented)
+
+    def introspect_token(self, presented: Presented) -> dict[str, Any]:
+        token = presented.token
+        expires = token.refresh_expires_at if presented.is_refresh else token.expires_at
+        described = {
             "active": True,
             "client_id": token.client_id,
-            "token_type": "Bearer",
             "scope": token.scope,
             "sub": token.user.sub,
             "aud": token.client_id,
             "iss": current_app.config["OIDC_ISSUER"],
-            "exp": token.get_expires_at(),
+            "exp": timestamp(expires),
             "iat": timestamp(token.issued_at),
         }
+        if not presented.is_refresh:
+            described["token_type"] = "Bearer"  # RFC 6749 7.1: access tokens have a type
+        return described
 
 
 class PrivateKeyJwt(JWTBearerClientAssertion):
