@@ -187,6 +187,25 @@ class IdToken(OpenIDCode):
         return {"sub": user.sub}
 
 
+class RefreshIdToken(IdToken):
+    """A new ID token on the refresh grant (OIDC Core 12.2): the original
+    sign-in's `auth_time`, `acr`, `amr` and `sid`, a new `iat`, no `nonce`."""
+
+    def __call__(self, grant: Any) -> None:
+        # Only the token hook: OpenIDCode's authorization-request hooks do not apply.
+        grant.register_hook("after_create_token_response", self.process_token)
+
+    def get_compatible_claims(self, request: OAuth2Request) -> dict[str, Any]:
+        # Authlib 1.9 builds the base claims here; without a code it would stamp
+        # auth_time = now. The sign-in travels on the refresh token's row.
+        claims = super().get_compatible_claims(request)
+        sign_in = request.refresh_token
+        claims.update(auth_time=timestamp(sign_in.auth_time), acr=sign_in.acr, amr=list(sign_in.amr))
+        if sign_in.sid:
+            claims["sid"] = sign_in.sid
+        return claims
+
+
 # -- refresh tokens -----------------------------------------------------------------
 
 
@@ -441,7 +460,7 @@ def init_app(app: Flask) -> None:
     server.register_grant(
         AuthorizationCodeGrant, [IdToken(require_nonce=False), S256CodeChallenge(required=True)]
     )
-    server.register_grant(RefreshTokenGrant)
+    server.register_grant(RefreshTokenGrant, [RefreshIdToken()])
     server.register_endpoint(Revocation)
     server.register_endpoint(Introspection)
     server.register_client_auth_method("private_key_jwt", PrivateKeyJwt())
