@@ -137,8 +137,8 @@ def test_a_person_registers_sets_up_mfa_and_signs_in_once_for_every_app(
     assert "email codes" in text_of(mail.next(ann.email, "sign-in methods changed"))
     shots("mfa-after-adding-email")
 
-    # Back to Modeler (this page has no way to continue there): signed in, name and email right.
-    sign_in_from(page, modeler)
+    # Continue: back in Modeler, signed in, with the right name and email.
+    page.get_by_role("link", name="Continue").click()
     expect_signed_in(page, modeler, ann)
     shots("modeler-signed-in")
 
