@@ -17,6 +17,7 @@ from aiosmtpd.controller import Controller
 from mailserver import Inbox, free_port
 
 from .people import (
+    TOO_WIDE,
     Account,
     Mailbox,
     Screens,
@@ -52,6 +53,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_terminal_summary(terminalreporter, config) -> None:
     if SCREENSHOTS.is_dir() and any(SCREENSHOTS.iterdir()):
         terminalreporter.write_line(f"e2e screenshots (1280 and 360 px wide): {SCREENSHOTS}")
+    for page in TOO_WIDE:
+        terminalreporter.write_line(f"e2e page wider than the window: {page}")
 
 
 # -- servers -------------------------------------------------------------------------------

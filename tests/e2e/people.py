@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pyotp
 from mailserver import Inbox, links, text_of
@@ -21,6 +22,7 @@ TOTP_STEP = 30
 CODE_LINE = re.compile(r"^\s*(\d{6})\s*$", re.MULTILINE)
 WIDTHS = (1280, 360)
 HEIGHTS = {1280: 800, 360: 740}
+TOO_WIDE: list[str] = []  # pages wider than the window, listed at the end of the run
 
 
 def unique_email(who: str) -> str:
@@ -110,12 +112,17 @@ class Screens:
     def __call__(self, name: str) -> None:
         self.count += 1
         stem = f"{self.count:02d}-{name}"
+        notes = []
         for width in WIDTHS:
             self.page.set_viewport_size({"width": width, "height": HEIGHTS[width]})
             self.page.screenshot(path=self.folder / f"{stem}-{width}.png", full_page=True)
+            wide = self.page.evaluate("document.documentElement.scrollWidth")
+            if wide > width:  # the person has to scroll sideways
+                notes.append(f"{wide} px wide at {width} px")
+                TOO_WIDE.append(f"{self.folder.name}/{stem} ({urlsplit(self.page.url).path}): {notes[-1]}")
         self.page.set_viewport_size({"width": WIDTHS[0], "height": HEIGHTS[WIDTHS[0]]})
         with (self.folder / "index.txt").open("a") as index:
-            index.write(f"{stem}\t{self.page.url}\n")
+            index.write("\t".join([stem, self.page.url, *notes]) + "\n")
 
 
 # -- steps on the portal's pages -----------------------------------------------------------
