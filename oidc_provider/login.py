@@ -5,6 +5,8 @@ that asked (`/authorize?tx=…`) or to the portal home.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Blueprint, Flask, Response, current_app, flash, redirect, render_template, request, url_for
 
 from . import audit, interaction, messages, mfa, sessions, signin, transactions
@@ -183,7 +185,14 @@ def second_factor() -> Response | str:
         tx=tx,
         client=query_client(tx.client_id) if tx else None,
         step_up=pending.get("step_up", False),
+        code_sent=_code_sent(method),
     ), status
+
+
+def _code_sent(method: MfaMethod) -> bool:
+    """An emailed or texted code is on its way and still valid."""
+    sent = method.code_sent_at
+    return sent is not None and now() - sent < timedelta(seconds=current_app.config["OTP_DELIVERY_STEP"])
 
 
 def _check_code(
