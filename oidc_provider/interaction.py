@@ -9,7 +9,7 @@ Order (like node-oidc-provider's interaction policy): login → mfa → consent.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 # Authentication Context Class References we issue (OIDC Core 2, `acr`).
 ACR_PASSWORD = "urn:login-portal:acr:pwd"  # password only (a trusted computer skipped MFA)
@@ -85,7 +85,7 @@ def _needs_login(req: Request, sso: Session | None, at: datetime) -> str | None:
         return "prompt=login asks for a new sign-in."
     if req.max_age == 0:  # "max_age=0 is equivalent to prompt=login" (OIDC Core 3.1.2.1)
         return "max_age=0 asks for a new sign-in."
-    if req.max_age is not None and at - sso.auth_time > timedelta(seconds=req.max_age):
+    if req.max_age is not None and (at - sso.auth_time).total_seconds() > req.max_age:  # any size of int
         return "The sign-in is older than max_age."
     return None
 
@@ -124,6 +124,6 @@ def parse_prompt(value: str | None) -> frozenset[str]:
 def parse_max_age(value: str | None) -> int | None:
     if value is None or value == "":
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # "²".isdigit() is True
         raise ValueError("max_age must be a whole number of seconds.")
     return int(value)

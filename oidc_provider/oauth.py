@@ -17,6 +17,7 @@ from authlib.oauth2.rfc6749 import (
     InvalidGrantError,
     InvalidRequestError,
     OAuth2Request,
+    UnsupportedResponseTypeError,
     grants,
 )
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
@@ -84,6 +85,14 @@ def issue_context(request: OAuth2Request) -> dict[str, Any]:
 
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+
+    @staticmethod
+    def validate_authorization_redirect_uri(request: OAuth2Request, client: Client) -> str:
+        # Authlib quotes the URI into error_description, where a `"` raises
+        # ValueError (a 500): refuse an unregistered URI without quoting it.
+        if request.payload.redirect_uri and not client.check_redirect_uri(request.payload.redirect_uri):
+            raise InvalidRequestError("The redirect_uri is not registered for this client.")
+        return grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(request, client)
 
     def save_authorization_code(self, code: str, request: OAuth2Request) -> AuthorizationCode:
         data = request.payload.data
@@ -423,6 +432,19 @@ class Server(AuthorizationServer):
         if isinstance(request, OAuth2Request):
             return request
         return super().create_oauth2_request(request)
+
+    def get_authorization_grant(self, request: OAuth2Request) -> Any:
+        """The code grant; any other response_type is refused with a fixed
+        description (Authlib's carries the raw value, and a `"` in it raises
+        ValueError: a 500). The error redirects only to a registered URI."""
+        if AuthorizationCodeGrant.check_authorization_endpoint(request):
+            return super().get_authorization_grant(request)
+        client = self.query_client(request.payload.client_id)
+        uri = request.payload.redirect_uri
+        trusted = uri if client is not None and uri and client.check_redirect_uri(uri) else None
+        raise UnsupportedResponseTypeError(
+            request.payload.response_type, "Only response_type=code is supported.", redirect_uri=trusted
+        )
 
 
 class ParkedRequest(OAuth2Request):

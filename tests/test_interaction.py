@@ -70,6 +70,10 @@ def test_max_age_exactly_elapsed_needs_nothing():
     assert step(max_age=600) is None  # "greater than max_age" (OIDC Core 3.1.2.1)
 
 
+def test_max_age_beyond_any_date_needs_nothing():
+    assert step(max_age=10**30) is None
+
+
 def test_max_age_0_is_prompt_login_even_in_the_same_second():
     just_now = Session(sub="u-1", auth_time=AT, acr=ACR_MFA)
     assert step(sso=just_now, max_age=0) == LOGIN
@@ -168,12 +172,14 @@ def test_prompt_none_with_another_value_is_invalid():
         parse_prompt("none login")
 
 
-@pytest.mark.parametrize("raw, parsed", [(None, None), ("", None), ("0", 0), ("15000", 15000)])
+@pytest.mark.parametrize(
+    "raw, parsed", [(None, None), ("", None), ("0", 0), ("15000", 15000), ("9" * 30, int("9" * 30))]
+)
 def test_max_age_is_whole_seconds(raw, parsed):
     assert parse_max_age(raw) == parsed
 
 
-@pytest.mark.parametrize("raw", ["-1", "1.5", "soon"])
+@pytest.mark.parametrize("raw", ["-1", "1.5", "soon", "²", "١٢"])
 def test_max_age_that_is_not_whole_seconds_is_invalid(raw):
     with pytest.raises(ValueError):
         parse_max_age(raw)

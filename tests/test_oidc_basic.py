@@ -103,6 +103,17 @@ def test_oidcc_ensure_post_request_succeeds(rp):
     assert rp.last["state"] == "af0ifjsldkj"
 
 
+def test_authorize_post_needs_no_csrf_token(make_app):
+    protected = make_app(WTF_CSRF_ENABLED=True).test_client()
+    data = {"response_type": "code", "client_id": "client", "redirect_uri": CALLBACK, "scope": "openid"}
+    response = protected.post("/authorize", data=data)
+    assert response.status_code == 302 and urlsplit(response.location).path == "/login"
+    token = protected.post(
+        "/token", data={"grant_type": "authorization_code", "code": "x"}, auth=("client", "x")
+    )
+    assert token.status_code == 401 and token.json["error"] == "invalid_client"
+
+
 def test_oidcc_alternate_happy_flow(rp):
     params = [
         ("nonce", "n-0S6_WzA2Mj"),
@@ -381,6 +392,24 @@ def test_request_uri_is_refused_as_not_supported(rp):
 def test_oidcc_ensure_request_object_with_redirect_uri(rp):
     request_object = _unsigned_request_object(redirect_uri=CALLBACK, state="inside")
     _assert_error_page(rp.authorize(request=request_object, redirect_uri=f"{CALLBACK}_invalid"))
+
+
+def test_response_type_with_a_quote_is_refused_with_a_clean_description(rp):
+    response = rp.authorize(response_type='code"\\')
+    assert_error(query(response.location), "unsupported_response_type", rp.issuer)
+
+
+def test_unregistered_redirect_uri_with_a_quote_is_an_error_page(rp):
+    _assert_error_page(rp.authorize(redirect_uri=f'{CALLBACK}"x'))
+
+
+def test_max_age_with_other_digits_than_ascii_is_invalid_request(rp):
+    assert_error(query(rp.authorize(max_age="²").location), "invalid_request", rp.issuer)
+
+
+def test_max_age_too_large_for_a_date_is_met_by_any_session(rp):
+    rp.flow()
+    assert "code" in query(rp.authorize(max_age="9" * 30).location)
 
 
 def test_missing_openid_scope_is_invalid_request(rp):
