@@ -441,7 +441,9 @@ def duration(seconds: int) -> str:
     """A time span in words for people: "48 hours", "60 minutes"."""
     if seconds % 3600 == 0 and seconds >= 2 * 3600:
         return f"{seconds // 3600} hours"
-    return f"{max(1, seconds // 60)} minutes"
+    if seconds < 120:
+        return "1 minute" if seconds >= 60 else f"{max(1, seconds)} seconds"
+    return f"{seconds // 60} minutes"
 
 
 def _login_link() -> str:

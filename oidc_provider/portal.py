@@ -83,6 +83,8 @@ def details(sso: SsoSession) -> str:
         active=active,
         current_sid=sso.sid,
         device=sessions.device_label,
+        describe=messages.describe,
+        apps=all_clients(),
     )
 
 
@@ -247,6 +249,7 @@ def _logged_out_page(
             "portal/logged_out.html",
             title="You are signed out",
             frames=ended.frontchannel_urls,
+            apps=[c.name for c in map(query_client, ended.client_ids) if c is not None],
             back_to=back_to,
             client=client,
         )

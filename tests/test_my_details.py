@@ -11,7 +11,7 @@ def test_my_details_shows_account_methods_sessions_and_sign_ins(rp):
     for expected in (
         "Buffy Summers",
         "buffy@example.com",
-        "Authenticator app",
+        "The authenticator app",
         "Change MFA information",
         "this browser",
         "Signed in",
