@@ -84,7 +84,7 @@ def test_oidcc_ensure_request_with_unknown_parameter_succeeds(rp):
 
 
 @pytest.mark.parametrize("display", ["page", "popup"])
-def test_oidcc_display_page_and_popup(rp, display):
+def test_oidcc_display(rp, display):  # oidcc-display-page, oidcc-display-popup
     rp.flow(display=display)
 
 
@@ -199,12 +199,8 @@ def test_claims_parameter_that_is_not_json_is_invalid_request(rp):
 # -- userinfo ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "how",
-    ["get", "post-header", "post-body"],
-    ids=["userinfo-get", "userinfo-post-header", "userinfo-post-body"],
-)
-def test_oidcc_userinfo(rp, how):
+@pytest.mark.parametrize("how", ["get", "post-header", "post-body"])
+def test_oidcc_userinfo(rp, how):  # oidcc-userinfo-get, -post-header, -post-body
     tokens = rp.tokens(scope="openid email")
     response = rp.userinfo(tokens["access_token"], how)
     assert response.status_code == 200 and response.mimetype == "application/json"

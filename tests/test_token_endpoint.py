@@ -311,7 +311,7 @@ def test_pkce_verifier_is_required_once_challenged(rp):
 
 
 def test_oidcc_refresh_token(rp):
-    first = rp.tokens(scope="openid offline_access")
+    first = rp.tokens(scope="openid offline_access", prompt="consent")  # as the suite asks
     before = rp.checked_id_token(first)
     rp.clock.advance(seconds=10)
     response = rp.refresh(first["refresh_token"])
