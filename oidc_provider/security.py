@@ -3,7 +3,7 @@ the client's address behind proxies, and error pages that never show a trace."""
 
 from __future__ import annotations
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, current_app, jsonify, render_template, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
@@ -40,8 +40,16 @@ def _headers(response: Response) -> Response:
 
 
 def wants_json() -> bool:
-    """RP-facing endpoints answer errors in JSON; browsers get a page."""
-    return request.blueprint == "endpoints" or request.accept_mimetypes.best == "application/json"
+    """RP-facing endpoints answer errors in JSON (even a wrong method, which
+    matches no rule); browsers get a page."""
+    if request.blueprint == "endpoints" or request.accept_mimetypes.best == "application/json":
+        return True
+    adapter = current_app.url_map.bind("")
+    return any(
+        rule.endpoint.startswith("endpoints.")
+        for rule in adapter.map.iter_rules()
+        if rule.rule == request.path
+    )
 
 
 def _http_error(exc: HTTPException) -> tuple[Response | str, int]:
