@@ -48,6 +48,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "PORTAL_NAME", "Login Portal", "Shown on every page, in emails and as the authenticator app's issuer."
     ),
+    Setting(
+        "PORTAL_LOGO", "", "Path of a logo file (SVG or PNG) shown on every page; empty: the built-in one."
+    ),
     # lifetimes, seconds
     Setting(
         "AUTHORIZATION_CODE_LIFETIME",
@@ -95,7 +98,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RATELIMIT_LOGIN", "20 per minute;200 per hour", "Sign-in attempts per client IP."),
     Setting("RATELIMIT_EMAIL", "5 per hour", "Registration/reset/new-link emails per client IP."),
     Setting(
-        "ACCOUNT_MAIL_COOLDOWN", MINUTE, "Seconds before another activation/reset email goes to one address.", int
+        "ACCOUNT_MAIL_COOLDOWN",
+        MINUTE,
+        "Seconds before another activation/reset email goes to one address.",
+        int,
     ),
     Setting("ACCOUNT_MAILS_PER_HOUR", 5, "Activation/reset emails one address may be sent per hour.", int),
     Setting("LOGOUT_TOKEN_LIFETIME", 2 * MINUTE, "Seconds a back-channel logout token is valid.", int),

@@ -5,11 +5,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from authlib.common.urls import add_params_to_uri
-from flask import Blueprint, Flask, Response, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 
 from . import accounts, audit, logout, messages, mfa, passwords, sessions, signin
 from .clients import Client, all_clients, query_client
@@ -277,6 +290,13 @@ def end_session(sso: SsoSession, session_id: int) -> Response:
     logout.end_session(other, reason="session_ended")
     flash("That session was signed out.", "success")
     return redirect(url_for("portal.details"), 303)
+
+
+@bp.get("/logo")
+def logo() -> Response:
+    """The portal's logo: PORTAL_LOGO when set, else the built-in one (cached a day)."""
+    path = current_app.config["PORTAL_LOGO"] or str(Path(current_app.static_folder) / "logo.svg")
+    return send_file(path, max_age=86400)
 
 
 def init_app(app: Flask) -> None:

@@ -45,3 +45,15 @@ def test_change_password_needs_the_current_one_and_signs_out_other_browsers(app,
     rp.user.password = NEW_PASSWORD
     rp.browser.post("/logout", data={"confirm": "1"})
     assert rp.code_from(rp.sign_in(rp.authorize()))
+
+
+def test_the_logo_is_configurable(make_app, tmp_path):
+    custom = tmp_path / "brand.svg"
+    custom.write_text('<svg xmlns="http://www.w3.org/2000/svg"><title>Brand</title></svg>')
+    with make_app().test_client().get("/logo") as default:
+        assert default.status_code == 200 and default.mimetype == "image/svg+xml"
+    branded = make_app(PORTAL_LOGO=str(custom), PORTAL_NAME="Acme Login").test_client()
+    with branded.get("/logo") as logo:
+        assert b"<title>Brand</title>" in logo.data
+    page = branded.get("/login").get_data(as_text=True)
+    assert "Acme Login" in page and 'src="/logo"' in page
