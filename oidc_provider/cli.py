@@ -169,7 +169,7 @@ def _since(value: str | None) -> datetime | None:
     parsed inside the command, where the app context is)."""
     if not value:
         return None
-    units = {"d": "days", "h": "hours", "m": "minutes"}
+    units = dict(d="days", h="hours", m="minutes")  # suffix of an age: 7d, 12h, 30m
     try:
         if value[-1:] in units and value[:-1].isdigit():
             return now() - timedelta(**{units[value[-1]]: int(value[:-1])})
