@@ -130,14 +130,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         return item
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
-        """Mark the code used, atomically: of two concurrent redemptions one wins."""
-        used = db.session.execute(
-            update(AuthorizationCode)
-            .where(AuthorizationCode.id == authorization_code.id, AuthorizationCode.used_at.is_(None))
-            .values(used_at=now())
-        )
-        if used.rowcount != 1:
-            raise InvalidGrantError("The code was already used.")
+        """Mark the code used: of two concurrent redemptions one wins."""
+        use_once(AuthorizationCode.used_at, authorization_code.id, "The code was already used.")
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> User | None:
         user = db.session.get(User, authorization_code.user_id)
@@ -239,13 +233,18 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         return user if user.is_active else None
 
     def revoke_old_credential(self, refresh_token: Token) -> None:
-        used = db.session.execute(
-            update(Token)
-            .where(Token.id == refresh_token.id, Token.refresh_used_at.is_(None))
-            .values(refresh_used_at=now())
-        )
-        if used.rowcount != 1:
-            raise InvalidGrantError("The refresh token was already used.")
+        use_once(Token.refresh_used_at, refresh_token.id, "The refresh token was already used.")
+
+
+def use_once(column: Any, row_id: int, message: str) -> None:
+    """Stamp a single-use credential's `column` now, atomically (one conditional
+    UPDATE): of two concurrent uses exactly one succeeds, the other gets invalid_grant."""
+    model = column.class_
+    used = db.session.execute(
+        update(model).where(model.id == row_id, column.is_(None)).values({column.key: now()})
+    )
+    if used.rowcount != 1:
+        raise InvalidGrantError(message)
 
 
 def revoke_tokens(*where: Any) -> None:
