@@ -95,7 +95,14 @@ def _not_allowed(exc: NotAllowed) -> Response:
 def choose() -> str:
     user, mode = enroller()
     has_totp = any(m.kind == "totp" for m in user.confirmed_methods)
-    return render_template("mfa/choose.html", title="Set up two-step sign-in", mode=mode, has_totp=has_totp)
+    reset = audit.query(user_id=user.id, events=["mfa_reset"], limit=1) if mode == "signin" else []
+    return render_template(
+        "mfa/choose.html",
+        title="Set up two-step sign-in",
+        mode=mode,
+        has_totp=has_totp,
+        reset_at=reset[0].at if reset else None,
+    )
 
 
 @bp.route("/authenticator", methods=["GET", "POST"])

@@ -94,7 +94,8 @@ def test_the_user_is_emailed_and_enrols_again_at_the_next_sign_in(app, rp, devic
     response = rp.browser.post(response.location, data={"email": rp.user.email, "password": rp.user.password})
     assert path(response) == "/mfa/setup"  # the trusted-computer cookie no longer skips anything
     assert path(rp.browser.get("/")) == "/login"  # no session until a method is set up
-    assert "Set up two-step sign-in" in rp.browser.get("/mfa/setup").get_data(as_text=True)
+    setup = rp.browser.get("/mfa/setup").get_data(as_text=True)
+    assert "Set up two-step sign-in" in setup and "Support removed your sign-in methods on" in setup
 
 
 def test_unknown_address_is_a_clear_error(cli):
