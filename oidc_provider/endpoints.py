@@ -40,7 +40,7 @@ def metadata(app: Flask) -> dict[str, Any]:
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(keys.ALGS),
         "token_endpoint_auth_methods_supported": oauth.AUTH_METHODS,
-        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "PS256"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
         "revocation_endpoint_auth_methods_supported": oauth.AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": oauth.AUTH_METHODS,
         "code_challenge_methods_supported": ["S256"],

@@ -30,7 +30,7 @@ from .db import db, now
 from .forms import ChangePasswordForm, ConfirmForm
 from .mfa import LastMethodError
 from .models import SsoSession, TrustedComputer
-from .security import safe_next
+from .security import csrf, safe_next
 
 bp = Blueprint("portal", __name__)
 
@@ -217,7 +217,7 @@ def sign_out() -> Response | str:
         )
     uri = params.get("post_logout_redirect_uri")
     back_to = uri if hint and client and uri in client.post_logout_redirect_uris else None
-    ended = _end_this_browser()
+    ended = _end_this_browser(hint)
     if back_to and not ended.frontchannel_urls:
         response = redirect(
             add_params_to_uri(back_to, [("state", params["state"])]) if params.get("state") else back_to
@@ -245,8 +245,10 @@ def _logout_client(hint: dict | None, client_id: str | None) -> Client | None:
     return query_client(client_id)
 
 
-def _end_this_browser() -> logout.Ended:
-    sso = sessions.current()
+def _end_this_browser(hint: dict | None) -> logout.Ended:
+    """End this browser's session; or, when it has none (idle, another cookie
+    jar), the still-open session the ID token names, so its apps hear of it."""
+    sso = sessions.current() or logout.session_named_by(hint)
     ended = logout.end_session(sso) if sso is not None else logout.Ended(None, (), ())
     sessions.end_current()
     return ended
@@ -300,4 +302,7 @@ def logo() -> Response:
 
 
 def init_app(app: Flask) -> None:
+    # RPs POST to the end_session_endpoint without our CSRF token; our own
+    # confirmation form is still checked (ConfirmForm in _confirmed).
+    csrf.exempt("oidc_provider.portal.sign_out")
     app.register_blueprint(bp)

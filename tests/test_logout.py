@@ -296,3 +296,84 @@ def test_my_details_ends_another_session(logout_app, lrp, receiver, clock):
     assert [p for p, _ in receiver.wait_for(1)] == ["/client/backchannel"]
     assert query(other_rp.authorize(prompt="none").location)["error"] == "login_required"
     assert urlsplit(lrp.authorize(prompt="none").location).path == "/callback"
+
+
+def test_rp_initiated_logout_by_post_needs_no_csrf_token(make_app, clock):
+    app = make_app(WTF_CSRF_ENABLED=True)
+    strict = RP(app, app.test_client(), clock, make_user(app, email="faith@example.com"))
+    clock.advance(seconds=30)
+    login = strict.browser.get(strict.authorize().location)
+    token = login.get_data(as_text=True).split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
+    response = strict.browser.post(
+        login.request.url,
+        data={"email": strict.user.email, "password": strict.user.password, "csrf_token": token},
+    )
+    code_page = strict.browser.get(response.location).get_data(as_text=True)
+    token = code_page.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
+    response = strict.browser.post(
+        "/login/code", data={"code": strict.user.totp.at(clock.now), "csrf_token": token}
+    )
+    tokens = strict.token(strict.code_from(strict.browser.get(response.location))).json
+    # the RP's own form: no CSRF token of ours
+    done = strict.browser.post(
+        "/logout",
+        data={
+            "id_token_hint": tokens["id_token"],
+            "post_logout_redirect_uri": "https://rp.example.test/post_logout_redirect",
+            "state": "by-post",
+        },
+    )
+    assert done.status_code == 302 and query(done.location) == {"state": "by-post"}
+    # our own confirmation form without its token signs no one out: it asks again
+    other = RP(app, app.test_client(), clock, strict.user)
+    asked = other.browser.post("/logout", data={"confirm": "1"}).get_data(as_text=True)
+    assert "<h1>Sign out?</h1>" in asked and "You are signed out" not in asked
+
+
+def test_logout_after_the_session_went_idle_still_tells_the_apps(logout_app, lrp, receiver, clock):
+    first, _ = sign_in_two_apps(lrp)
+    clock.advance(seconds=logout_app.config["SSO_SESSION_IDLE"] + 1)
+    response = lrp.browser.get(
+        "/logout",
+        query_string={
+            "id_token_hint": first["id_token"],
+            "post_logout_redirect_uri": "https://rp.example.test/post_logout_redirect",
+            "state": "late",
+        },
+    )
+    assert query(response.location) == {"state": "late"}
+    assert sorted(p for p, _ in receiver.wait_for(2)) == ["/client/backchannel", "/client2/backchannel"]
+
+
+def test_oidcc_rp_initiated_logout_no_post_logout_redirect_uri(lrp):
+    tokens = lrp.tokens()
+    response = lrp.browser.get("/logout", query_string={"id_token_hint": tokens["id_token"], "state": "s"})
+    assert response.status_code == 200 and "You are signed out" in response.get_data(as_text=True)
+    assert query(lrp.authorize(prompt="none").location)["error"] == "login_required"
+
+
+def test_front_channel_logout_loads_each_apps_logout_page(make_app, clock):
+    clients = default_clients()
+    for c in clients:
+        if c["client_id"] == "client":
+            c["frontchannel_logout_uri"] = "https://rp.example.test/frontchannel?app=1"
+    app = make_app(clients=clients)
+    front = RP(app, app.test_client(), clock, make_user(app))
+    clock.advance(seconds=30)
+    tokens = front.tokens()
+    sid = front.id_token(tokens["id_token"])["sid"]
+    response = front.browser.get(
+        "/logout",
+        query_string={
+            "id_token_hint": tokens["id_token"],
+            "post_logout_redirect_uri": "https://rp.example.test/post_logout_redirect",
+            "state": "fc",
+        },
+    )
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    iframe = page.split('<iframe src="')[1].split('"')[0].replace("&amp;", "&")
+    assert iframe.startswith("https://rp.example.test/frontchannel?app=1&")
+    assert query(iframe) == {"app": "1", "iss": "https://op.example.test", "sid": sid}
+    assert "frame-src https://rp.example.test" in response.headers["Content-Security-Policy"]
+    assert 'id="continue"' in page and "state=fc" in page
