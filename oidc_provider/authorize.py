@@ -35,6 +35,15 @@ from .oauth import ParkedRequest, authorization_server
 from .security import csrf
 
 bp = Blueprint("authorize", __name__)
+DESCRIPTIONS = {  # for errors Authlib raises without one (printable ASCII, no quotes)
+    "login_required": "The user is not signed in.",
+    "consent_required": "The user has not approved this app yet.",
+    "interaction_required": "The user must interact with the provider.",
+    "request_not_supported": "Request objects are not supported; send the parameters in the query.",
+    "request_uri_not_supported": "request_uri is not supported; send the parameters in the query.",
+    "access_denied": "The user did not allow the request.",
+    "invalid_request": "The request is not valid.",
+}
 INTERACTION_ERRORS = {
     "login_required": LoginRequiredError,
     "consent_required": ConsentRequiredError,
@@ -77,9 +86,10 @@ def error_response(error: OAuth2Error, params: Any) -> Response:
     trusted; otherwise a page, never a redirect (RFC 6749 4.1.2.1)."""
     if not error.redirect_uri:
         return error_page(error.error, error.description, 400)
-    body = [("error", error.error)]
-    if error.description:
-        body.append(("error_description", error.description))
+    body = [
+        ("error", error.error),
+        ("error_description", error.description or DESCRIPTIONS.get(error.error, "")),
+    ]
     if params.get("state") is not None:
         body.append(("state", params.get("state")))
     body.append(("iss", current_app.config["OIDC_ISSUER"]))

@@ -15,7 +15,7 @@ from flask.cli import AppGroup
 from . import accounts, audit, mfa, mfa_support
 from . import clients as clients_mod
 from . import keys as keys_mod
-from .db import now
+from .db import db, now
 from .models import AuditEvent, MfaMethod, User
 
 clients_cli = AppGroup("clients", help="The relying-party apps of clients.yaml.")
@@ -77,6 +77,8 @@ def keys_rotate(alg: tuple[str, ...]) -> None:
     lifetime = timedelta(seconds=current_app.config["ID_TOKEN_LIFETIME"])
     for a in alg or keys_mod.ALGS:
         new = keys_mod.rotate(_key_dir(), a, now(), delay, lifetime)
+        audit.record("key_rotated", alg=a, kid=new.kid, signs_from=new.activates_at.isoformat())
+        db.session.commit()
         click.echo(f"{a}: new key {new.kid} published; signs from {new.activates_at:%Y-%m-%d %H:%M} UTC")
 
 

@@ -291,7 +291,8 @@ def load(path: str) -> dict[str, Client]:
 
 def _checking_the_file() -> bool:
     """`flask … clients check|secret` must run on a broken file to report on it."""
-    return Path(sys.argv[0]).name == "flask" and "clients" in sys.argv[1:]
+    program = Path(sys.argv[0])
+    return "flask" in (program.name, program.parent.name) and "clients" in sys.argv[1:]
 
 
 def init_app(app: Flask) -> None:

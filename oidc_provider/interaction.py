@@ -83,6 +83,8 @@ def _needs_login(req: Request, sso: Session | None, at: datetime) -> str | None:
         return None
     if "login" in req.prompt:
         return "prompt=login asks for a new sign-in."
+    if "select_account" in req.prompt:  # one account per browser: choosing one is signing in
+        return "prompt=select_account lets the user sign in with another account."
     if req.max_age == 0:  # "max_age=0 is equivalent to prompt=login" (OIDC Core 3.1.2.1)
         return "max_age=0 asks for a new sign-in."
     if req.max_age is not None and (at - sso.auth_time).total_seconds() > req.max_age:  # any size of int

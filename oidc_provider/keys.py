@@ -12,6 +12,7 @@ The `kid` is the RFC 7638 thumbprint.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from dataclasses import dataclass
@@ -83,16 +84,19 @@ def read_keys(directory: Path) -> list[StoredKey]:
 
 
 def ensure_keys(directory: Path, at: datetime) -> list[str]:
-    """Generate a signing key for each algorithm that has none; return new kids."""
+    """Generate a signing key for each algorithm that has none; return new kids.
+    A file lock makes several workers starting at once (gunicorn -w 4) agree."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    have = {k.alg for k in read_keys(directory)}
-    made = []
-    for alg in ALGS:
-        if alg not in have:
-            stored = StoredKey(_generate(alg), alg, at, at)
-            _write(directory, stored)
-            made.append(stored.kid)
-    return made
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        have = {k.alg for k in read_keys(directory)}
+        made = []
+        for alg in ALGS:
+            if alg not in have:
+                stored = StoredKey(_generate(alg), alg, at, at)
+                _write(directory, stored)
+                made.append(stored.kid)
+        return made
 
 
 def key_states(

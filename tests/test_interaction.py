@@ -183,3 +183,9 @@ def test_max_age_is_whole_seconds(raw, parsed):
 def test_max_age_that_is_not_whole_seconds_is_invalid(raw):
     with pytest.raises(ValueError):
         parse_max_age(raw)
+
+
+def test_prompt_select_account_signs_in_again_once_per_request():
+    assert step(prompt=frozenset({"select_account"})) == LOGIN
+    fresh = Session(sub="u-1", auth_time=AT, acr=ACR_MFA)
+    assert step(sso=fresh, prompt=frozenset({"select_account"}), started_at=AT - timedelta(seconds=5)) is None

@@ -67,3 +67,18 @@ def test_key_states_order(tmp_path, clock):
     keys.rotate(tmp_path, "ES256", at, hour, hour)
     states = [s for k, s, _ in keys.key_states(keys.read_keys(tmp_path), at, hour) if k.alg == "ES256"]
     assert states == ["signing", "published"]
+
+
+def test_workers_starting_together_make_one_key_per_algorithm(tmp_path, clock):
+    from concurrent.futures import ProcessPoolExecutor
+
+    at = clock.now.replace(tzinfo=None)
+    with ProcessPoolExecutor(max_workers=4) as pool:
+        list(pool.map(keys.ensure_keys, [tmp_path] * 4, [at] * 4))
+    assert sorted(k.alg for k in keys.read_keys(tmp_path)) == ["ES256", "RS256"]
+
+
+def test_rotation_is_in_the_audit_log(runner):
+    assert runner.invoke(args=["keys", "rotate", "--alg", "ES256"]).exit_code == 0
+    shown = runner.invoke(args=["audit", "show"]).output
+    assert "key_rotated" in shown

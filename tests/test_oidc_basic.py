@@ -253,6 +253,7 @@ def test_oidcc_prompt_none_not_logged_in(rp):
     response = rp.authorize(prompt="none")
     assert response.location.startswith(CALLBACK + "?")
     assert_error(query(response.location), "login_required", rp.issuer)
+    assert query(response.location)["error_description"]  # every error redirect explains itself
 
 
 def test_oidcc_prompt_none_logged_in(rp):
