@@ -69,6 +69,7 @@ def confirmed(user: User, method: MfaMethod, mode: str, replaced: list[str]) -> 
     `replaced` (now gone): finish the sign-in, or record, email and show the
     change."""
     if mode == "signin":
+        sessions.mark_enrolled(method.id)
         return redirect(url_for("login.enrolled"))
     details = {"kind": method.kind, "target": mfa.mask(method)}
     if replaced:

@@ -227,12 +227,16 @@ def send_code() -> Response:
 @bp.get("/login/enrolled")
 def enrolled() -> Response:
     """The first method is confirmed (enrolment gate): the sign-in completes,
-    then a page advises a second method before going on."""
+    then a page advises a second method before going on. Only a sign-in that
+    set up its method on the enrolment pages gets here; any other still owes
+    its code."""
     user, pending = _pending_user()
     if user is None or not user.confirmed_methods:
         return redirect(url_for("login.password"))
+    method = next((m for m in user.confirmed_methods if m.id == pending.get("enrolled")), None)
+    if method is None:
+        return redirect(url_for("login.second_factor"))
     tx = transactions.find(pending.get("tx"))
-    method = user.confirmed_methods[0]
     audit.record("mfa_added", user=user, email=user.email, kind=method.kind, target=mfa.mask(method))
     going_on = continue_url(tx, pending.get("next"))
     return finish(

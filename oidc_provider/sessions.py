@@ -134,6 +134,14 @@ def pending() -> dict[str, Any] | None:
     return data
 
 
+def mark_enrolled(method_id: int) -> None:
+    """The pending sign-in set up its first method (the enrolment gate), the one
+    thing besides a code that lets it finish (`login.enrolled`)."""
+    data = session.get(PENDING_KEY)
+    if data:
+        session[PENDING_KEY] = {**data, "enrolled": method_id}
+
+
 # -- trusted computer ---------------------------------------------------------------
 
 

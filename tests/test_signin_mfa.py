@@ -58,6 +58,15 @@ def test_first_sign_in_must_enrol_before_any_token(app, rp, clock):
     assert claims["amr"] == ["pwd", "otp", "mfa"]
 
 
+def test_the_enrolment_finish_page_does_not_skip_the_code_of_an_enrolled_account(rp):
+    response = sign_in_password(rp.browser, rp.user)
+    assert path(response) == "/login/code"
+    response = rp.browser.get("/login/enrolled")  # the password alone, straight to the end
+    assert path(response) == "/login/code"
+    assert path(rp.browser.get("/account")) == "/login"  # no session
+    assert path(rp.authorize()) == "/login"
+
+
 def test_wrong_enrolment_code_is_refused(app, client, clock):
     newcomer = make_user(app, email="xander@example.com", totp=False)
     sign_in_password(client, newcomer)
