@@ -59,6 +59,7 @@ def finish(
 ) -> Response:
     """Start the SSO session and go on; the only way a sign-in completes."""
     next_url = (sessions.pending() or {}).get("next")
+    signin.record_success(user)
     sso = sessions.start(user, amr, acr, now() if mfa else None)
     audit.record(
         "signin_ok",
@@ -203,7 +204,6 @@ def _check_code(
         return signin.locked_message(seconds), 429
     result = mfa.verify(method, code)
     if result.ok:
-        signin.record_success(user)
         return None, 200
     signin.record_failure(user, "mfa_failed", tx.client_id if tx else None)
     if seconds := signin.locked_for(user):

@@ -58,6 +58,9 @@ def record_failure(user: User, event: str, client_id: str | None = None) -> None
 
 
 def record_success(user: User) -> None:
+    """A finished sign-in (password and, unless skipped, a code) or a re-checked
+    password of a signed-in user: the wrong tries so far are forgiven (caller
+    commits). A right password alone is not enough: the code's guesses count on."""
     user.failed_logins = 0
     user.lockouts = 0
     user.locked_until = None
@@ -88,8 +91,7 @@ def check_password(email: str, password: str, client_id: str | None = None) -> P
         return PasswordResult(None, WRONG, "wrong")
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
-    record_success(user)
-    db.session.commit()
+        db.session.commit()
     if user.disabled_at is not None:
         return PasswordResult(None, "This account has been disabled. Please contact support.", "disabled")
     if user.activated_at is None:

@@ -130,6 +130,23 @@ def test_too_many_wrong_codes_lock_the_account_for_a_while(app, rp, clock):
     assert rp.browser.post("/login/code", data={"code": rp.user.totp.at(clock.now)}).status_code == 302
 
 
+def test_entering_the_password_again_does_not_buy_more_guesses_at_the_code(app, rp, clock):
+    for _ in range(app.config["LOGIN_FAILURES_BEFORE_LOCKOUT"] - 1):
+        sign_in_password(rp.browser, rp.user)
+        assert rp.browser.post("/login/code", data={"code": "000000"}).status_code == 401
+    assert path(sign_in_password(rp.browser, rp.user)) == "/login/code"
+    locked = rp.browser.post("/login/code", data={"code": "000000"})
+    assert locked.status_code == 429 and "try again in" in locked.get_data(as_text=True)
+
+
+def test_a_finished_sign_in_forgets_the_wrong_tries(app, rp, clock):
+    for _ in range(app.config["LOGIN_FAILURES_BEFORE_LOCKOUT"] - 1):
+        rp.browser.post("/login", data={"email": rp.user.email, "password": "not the password"})
+    rp.sign_in(rp.authorize())
+    rp.browser.post("/login", data={"email": rp.user.email, "password": "not the password"})
+    assert path(sign_in_password(rp.browser, rp.user)) == "/login/code"
+
+
 # -- trusted computer ------------------------------------------------------------------
 
 
