@@ -66,7 +66,11 @@ def client_ip() -> str:
 
 
 def safe_next(url: str | None) -> str | None:
-    """A local path to return to, or None: never an open redirect."""
+    """A local path to return to, or None: never an open redirect. Control
+    characters and spaces are refused too: browsers drop tabs and line breaks
+    from a link, so "/<TAB>/evil.example" would lead to //evil.example."""
     if not url or not url.startswith("/") or url.startswith(("//", "/\\")) or "\\" in url:
+        return None
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
         return None
     return url
