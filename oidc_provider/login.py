@@ -117,6 +117,14 @@ def password() -> Response | str:
         client=client,
         not_activated=bool(result and result.kind == "not_activated"),
         tx=tx,
+        reauth=reauth,
+        cancel=safe_next(request.args.get("next")) or url_for("portal.home"),
+        action=url_for(
+            "login.password",
+            tx=tx.id if tx else None,
+            reauth=1 if reauth else None,
+            next=safe_next(request.args.get("next")),
+        ),
     ), status
 
 
@@ -186,6 +194,8 @@ def second_factor() -> Response | str:
         tx=tx,
         client=query_client(tx.client_id) if tx else None,
         step_up=pending.get("step_up", False),
+        reauth=pending.get("reauth", False),
+        cancel=pending.get("next") or url_for("portal.home"),
         code_sent=_code_sent(method),
     ), status
 
