@@ -248,7 +248,7 @@ def transaction_gone(gone: transactions.TransactionGone) -> Response:
     """Back, refresh or an old tab: a clear page, not an error from deep inside."""
     client = query_client(gone.tx.client_id) if gone.tx else None
     messages = {
-        "completed": "You are already signed in to this app.",
+        "completed": "This sign-in request was already answered.",
         "expired": "This sign-in took too long and has expired.",
         "unknown": "This sign-in link is not valid (anymore).",
     }

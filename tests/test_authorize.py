@@ -200,7 +200,7 @@ def test_back_to_a_finished_sign_in_shows_a_clear_page(rp):
     rp.code_from(rp.sign_in(response))
     again = rp.browser.get(f"/authorize?tx={tx}")
     assert again.status_code == 410
-    assert b"You are already signed in to this app." in again.data
+    assert b"This sign-in request was already answered." in again.data
 
 
 def test_expired_sign_in_shows_a_clear_page(rp, clock):

@@ -240,7 +240,7 @@ def test_consent_and_the_sign_in_request_that_is_already_answered(
     answer = page.goto(f"{portal}/authorize?tx={tx}")
     assert answer is not None and answer.status == 410
     expect(page.get_by_role("heading", name="Start again from the app")).to_be_visible()
-    expect(page.get_by_text("You are already signed in to this app.")).to_be_visible()
+    expect(page.get_by_text("This sign-in request was already answered.")).to_be_visible()
     expect(page.get_by_role("link", name="Back to Reports")).to_have_attribute(
         "href", consent_app["home_url"]
     )
