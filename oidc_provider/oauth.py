@@ -20,6 +20,7 @@ from authlib.oauth2.rfc6749 import (
     UnsupportedResponseTypeError,
     grants,
 )
+from authlib.oauth2.rfc6749.authenticate_client import authenticate_client_secret_basic
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6750 import BearerTokenGenerator, BearerTokenValidator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
@@ -402,6 +403,15 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
         return client.public_keys()
 
 
+def client_secret_basic(query_client: Any, request: OAuth2Request) -> Client | None:
+    """Authlib's `client_secret_basic`, where credentials that do not decode as
+    UTF-8 are wrong credentials (401 invalid_client), not a UnicodeDecodeError."""
+    try:
+        return authenticate_client_secret_basic(query_client, request)
+    except UnicodeDecodeError:
+        return None
+
+
 class BearerToken(BearerTokenValidator):
     def authenticate_token(self, token_string: str) -> Token | None:
         return db.session.scalar(db.select(Token).filter_by(access_token_hash=token_hash(token_string)))
@@ -484,6 +494,7 @@ def init_app(app: Flask) -> None:
     server.register_grant(RefreshTokenGrant, [RefreshIdToken()])
     server.register_endpoint(Revocation)
     server.register_endpoint(Introspection)
+    server.register_client_auth_method("client_secret_basic", client_secret_basic)
     server.register_client_auth_method("private_key_jwt", PrivateKeyJwt())
     server.register_extension(Issuer())
     protector = Protector()

@@ -3,12 +3,16 @@ the client's address behind proxies, and error pages that never show a trace."""
 
 from __future__ import annotations
 
-from flask import Flask, Response, current_app, jsonify, render_template, request
+from typing import Any
+
+from authlib.oauth2 import OAuth2Error
+from flask import Flask, Response, abort, current_app, jsonify, render_template, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
@@ -19,14 +23,39 @@ CSP = (
 )
 
 
+class RowId(IntegerConverter):
+    """`<int:…>` in every URL: a row id, at most PostgreSQL's INTEGER, so a
+    larger number is no page (404) rather than a database error."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
 def init_app(app: Flask) -> None:
+    """Before any blueprint: the rules they add use these converters."""
     if app.config.get("TRUSTED_PROXIES"):
         n = int(app.config["TRUSTED_PROXIES"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    app.url_map.converters["int"] = RowId
+    app.before_request(_refuse_nul)
     csrf.init_app(app)
     limiter.init_app(app)
     app.after_request(_headers)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(OAuth2Error, _oauth_error)
+
+
+def _refuse_nul() -> None:
+    """No field or parameter of this service holds a NUL character, and
+    PostgreSQL can neither store nor compare one: refused at the door. (A path
+    with one matches no page, or a token that is only ever hashed: a 404.)"""
+    parts = [*request.headers.values(), *request.cookies.values()]
+    for values in (request.args, request.form):
+        for name, value in values.items(multi=True):
+            parts += (name, value)
+    if any("\x00" in part for part in parts):
+        abort(400, "The request contains a NUL character, which no field accepts.")
 
 
 def _headers(response: Response) -> Response:
@@ -59,6 +88,17 @@ def _http_error(exc: HTTPException) -> tuple[Response | str, int]:
             error="invalid_request" if code < 500 else "server_error", error_description=exc.description
         ), code
     return render_template("error.html", title=exc.name, message=exc.description), code
+
+
+def _oauth_error(error: OAuth2Error) -> tuple[Response | str, int]:
+    """An Authlib refusal raised outside its own error handling (a request over
+    plain http is refused while it is being read): the spec's error, not a 500."""
+    description = error.get_error_description()
+    if wants_json():
+        return jsonify(error=error.error, error_description=description), error.status_code
+    return render_template(
+        "error.html", title="This request cannot be answered", message=description
+    ), error.status_code
 
 
 def client_ip() -> str:

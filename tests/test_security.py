@@ -34,3 +34,49 @@ def test_the_welcome_page_never_links_away(rp):
     rp.sign_in(rp.authorize())
     page = rp.browser.get("/account/mfa/welcome", query_string={"next": "/\t/evil.example"})
     assert "evil.example" not in page.get_data(as_text=True)
+
+
+# -- malformed requests: a clear 4xx, never a 500 ------------------------------------------
+
+
+def test_plain_http_to_the_protocol_endpoints_is_refused_not_a_500(client):
+    token = client.post("/token", base_url="http://op.example.test", data={"grant_type": "x"})
+    assert token.status_code == 400 and token.json["error"] == "insecure_transport"
+    page = client.get("/authorize", base_url="http://op.example.test", query_string={"client_id": "client"})
+    assert page.status_code == 400 and "https" in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("endpoint", ["/token", "/revoke", "/introspect"])
+def test_basic_credentials_that_are_not_utf8_are_an_invalid_client(client, endpoint):
+    data = {"grant_type": "authorization_code", "code": "x", "token": "x"}
+    response = client.post(endpoint, headers={"Authorization": "Basic //79"}, data=data)
+    assert response.status_code == 401 and response.json["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize("number", ["2147483648", "99999999999999999999999"])
+@pytest.mark.parametrize("url", ["/account/sessions/{}/end", "/account/trusted/{}/revoke"])
+def test_an_id_too_large_for_the_database_is_not_found(rp, url, number):
+    rp.sign_in(rp.authorize())
+    assert rp.browser.post(url.format(number)).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "request_args",
+    [
+        {"path": "/login", "query_string": {"tx": "a\x00b"}},
+        {"path": "/login", "method": "POST", "data": {"email": "a@example.com", "password": "x\x00"}},
+        {"path": "/authorize", "query_string": {"client_id": "client", "nonce": "\x00"}},
+        {
+            "path": "/token",
+            "method": "POST",
+            "data": {"grant_type": "refresh_token", "refresh_token": "\x00"},
+        },
+        {"path": "/login", "headers": {"User-Agent": "a\x00b"}},
+    ],
+    ids=["query", "form", "authorize", "token", "header"],
+)
+def test_a_nul_character_anywhere_is_refused(client, request_args):
+    """PostgreSQL cannot store or even compare a NUL: refused before any query."""
+    response = client.open(**request_args)
+    assert response.status_code == 400
+    assert "NUL" in response.get_data(as_text=True)
