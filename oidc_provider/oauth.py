@@ -8,6 +8,7 @@ hooks (DESIGN.md, "Traps in the libraries", names each trap they avoid).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -144,9 +145,13 @@ class S256CodeChallenge(CodeChallenge):
 
     SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
     DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+    # RFC 7636 4.2, matched whole: Authlib's pattern ends in `$`, which lets a final "\n" by
+    CHALLENGE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 
     def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
         data = grant.request.payload.data
+        if data.get("code_challenge") and not self.CHALLENGE.fullmatch(data["code_challenge"]):
+            raise InvalidRequestError("Invalid 'code_challenge': 43 to 128 characters A-Z a-z 0-9 - . _ ~.")
         if data.get("code_challenge") and data.get("code_challenge_method") != "S256":
             raise InvalidRequestError("PKCE needs code_challenge_method=S256; 'plain' is not supported.")
         if grant.request.client.is_public and not data.get("code_challenge"):

@@ -292,6 +292,14 @@ def test_pkce_challenge_without_a_method_is_refused(rp):
     assert query(rp.authorize(code_challenge=challenge).location)["error"] == "invalid_request"
 
 
+def test_pkce_challenge_with_a_line_break_is_refused(rp):
+    """Not 43-128 unreserved characters (RFC 7636 4.2), though a regex's `$`
+    lets a final line break by; one over 128 could not even be stored."""
+    for challenge in (pkce()[1] + "\n", "a" * 128 + "\n"):
+        response = rp.authorize(code_challenge=challenge, code_challenge_method="S256")
+        assert query(response.location)["error"] == "invalid_request"
+
+
 def test_pkce_wrong_verifier_is_invalid_grant(rp):
     _, challenge = pkce()
     wrong, _ = pkce()
