@@ -205,7 +205,7 @@ def sign_out() -> Response | str:
     once and returns to a registered `post_logout_redirect_uri` with `state`.
     Otherwise the person confirms first and stays here (no redirect)."""
     params = request.values
-    hint = logout.verify_id_token_hint(params.get("id_token_hint"))
+    hint = _hint_for_this_browser(logout.verify_id_token_hint(params.get("id_token_hint")))
     client = _logout_client(hint, params.get("client_id"))
     if hint is None and not _confirmed():
         return render_template(
@@ -233,6 +233,16 @@ def _confirmed() -> bool:
     return (
         request.method == "POST" and request.form.get("confirm") == "1" and ConfirmForm().validate_on_submit()
     )
+
+
+def _hint_for_this_browser(hint: dict | None) -> dict | None:
+    """The hint, unless it names someone else than the person signed in here:
+    such a request is suspect (RP-Initiated Logout 1.0 section 2), since any
+    page can send one of its own user's ID tokens; the person is asked."""
+    sso = sessions.current()
+    if hint is not None and sso is not None and hint.get("sub") != sso.user.sub:
+        return None
+    return hint
 
 
 def _logout_client(hint: dict | None, client_id: str | None) -> Client | None:

@@ -228,6 +228,26 @@ def test_oidcc_rp_initiated_logout_bad_id_token_hint_asks_first(lrp, hint):
     assert lrp.code_from(lrp.authorize(prompt="none"))  # still signed in
 
 
+def test_a_hint_for_someone_else_asks_before_signing_this_browser_out(logout_app, lrp, clock):
+    """RP-Initiated Logout 1.0 section 2: a hint that does not match the
+    session is suspect; any page could send one of its own user's tokens."""
+    faith = make_user(logout_app, email="faith@example.com")
+    clock.advance(seconds=30)  # her enrolment code is spent
+    foreign = RP(logout_app, logout_app.test_client(), clock, faith).tokens()["id_token"]
+    lrp.sign_in(lrp.authorize(), trust=True)
+    response = lrp.browser.get(
+        "/logout",
+        query_string={
+            "id_token_hint": foreign,
+            "post_logout_redirect_uri": "https://rp.example.test/post_logout_redirect",
+            "state": "s",
+        },
+    )
+    assert response.status_code == 200 and "Sign out?" in response.get_data(as_text=True)
+    assert lrp.code_from(lrp.authorize(prompt="none"))  # still signed in
+    assert lrp.browser.get_cookie("portal_trusted") is not None
+
+
 def test_oidcc_rp_initiated_logout_no_id_token_hint_then_confirm(lrp):
     lrp.tokens()
     page = lrp.browser.get(
