@@ -393,8 +393,10 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
     CLIENT_AUTH_METHOD = "private_key_jwt"
 
     def get_audiences(self) -> list[str]:
+        # From the issuer only: the request's own URL follows its Host header, and
+        # would let an assertion made for another server be replayed here.
         issuer = current_app.config["OIDC_ISSUER"]
-        return [issuer, f"{issuer}/token", flask_request.base_url]
+        return [issuer, f"{issuer}/token"]
 
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
         if db.session.get(UsedJti, (jti, claims["sub"])):

@@ -247,6 +247,22 @@ def test_private_key_jwt_for_another_audience_is_refused(jwt_rp, signing_key):
     _assert_invalid_client(response)
 
 
+def test_private_key_jwt_audience_is_ours_whatever_the_host_header(jwt_rp, signing_key):
+    """An assertion the app made for another server cannot be replayed here by
+    sending that server's name as Host."""
+    code = jwt_rp.login_code(client_id="jwt-app", redirect_uri="https://rp.example.test/jwt")
+    assertion = _assertion(signing_key, aud="https://elsewhere.test/token")
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": "https://rp.example.test/jwt",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion,
+    }
+    response = jwt_rp.app.test_client().post("/token", data=form, base_url="https://elsewhere.test")
+    _assert_invalid_client(response)
+
+
 def test_private_key_jwt_expired_assertion_is_refused(jwt_rp, signing_key):
     long_ago = int(time.time()) - 3600
     response = _redeem_with_assertion(jwt_rp, _assertion(signing_key, iat=long_ago, exp=long_ago + 60))
