@@ -2,6 +2,7 @@
 clean refusals of malformed requests."""
 
 import pytest
+from rp import make_user
 
 from oidc_provider.security import safe_next
 
@@ -34,6 +35,33 @@ def test_the_welcome_page_never_links_away(rp):
     rp.sign_in(rp.authorize())
     page = rp.browser.get("/account/mfa/welcome", query_string={"next": "/\t/evil.example"})
     assert "evil.example" not in page.get_data(as_text=True)
+
+
+# -- headers ---------------------------------------------------------------------------------
+
+
+def test_every_page_has_the_security_headers(client):
+    response = client.get("/login")
+    csp = response.headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert "Strict-Transport-Security" not in response.headers  # plain http: HSTS would be ignored
+    secure = client.get("/login", base_url="https://op.example.test")
+    assert secure.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_pages_are_not_kept_in_the_browser_cache(app, client):
+    """The authenticator's secret, My details: nothing for the next user of a
+    shared computer to find in its cache (ASVS 8.2.1)."""
+    newcomer = make_user(app, email="willow@example.com", totp=False)
+    client.post("/login", data={"email": newcomer.email, "password": newcomer.password})
+    for page in ("/mfa/setup/authenticator", "/login", "/login/code"):
+        assert client.get(page).headers["Cache-Control"] == "no-store", page
+    assert client.get("/.well-known/openid-configuration").headers["Cache-Control"].startswith("public")
+    with client.get("/static/portal.css") as stylesheet:
+        assert "no-store" not in stylesheet.headers["Cache-Control"]
 
 
 # -- malformed requests: a clear 4xx, never a 500 ------------------------------------------
