@@ -48,6 +48,18 @@ class User(db.Model):
         return [m for m in self.mfa_methods if m.confirmed_at is not None]
 
 
+class LoginThrottle(db.Model):
+    """Wrong passwords typed for an address that has no account, counted and
+    locked out exactly as an account's (`User.failed_logins`…), so a lockout
+    never tells whether an address has an account. Keyed by the address's
+    SHA-256: the audit log is where typed addresses are kept."""
+
+    email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    lockouts: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+
+
 class MfaMethod(db.Model):
     """One second factor: `totp` (authenticator app), `email` or `sms`."""
 

@@ -139,6 +139,24 @@ def test_entering_the_password_again_does_not_buy_more_guesses_at_the_code(app, 
     assert locked.status_code == 429 and "try again in" in locked.get_data(as_text=True)
 
 
+def test_an_address_without_an_account_is_locked_out_like_one_with(make_app, clock):
+    """Otherwise the lockout tells which addresses have an account."""
+    app = make_app(RATELIMIT_LOGIN="100 per minute")  # the per-address limit, not the per-IP one
+    client, user = app.test_client(), make_user(app)
+
+    def wrong_passwords(email: str) -> list[tuple[int, str]]:
+        answers = []
+        for _ in range(app.config["LOGIN_FAILURES_BEFORE_LOCKOUT"] + 1):
+            response = client.post("/login", data={"email": email, "password": "not the password"})
+            message = re.search(r'role="alert">([^<]+)<', response.get_data(as_text=True)).group(1)
+            answers.append((response.status_code, message))
+        return answers
+
+    assert wrong_passwords("nobody@example.com") == wrong_passwords(user.email)
+    clock.advance(seconds=app.config["LOGIN_LOCKOUT_BASE"] + 1)
+    assert wrong_passwords("nobody@example.com") == wrong_passwords(user.email)
+
+
 def test_a_finished_sign_in_forgets_the_wrong_tries(app, rp, clock):
     for _ in range(app.config["LOGIN_FAILURES_BEFORE_LOCKOUT"] - 1):
         rp.browser.post("/login", data={"email": rp.user.email, "password": "not the password"})
