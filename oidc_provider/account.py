@@ -41,6 +41,13 @@ email_limit = limiter.shared_limit(
     methods=["POST"],
     deduct_when=lambda response: response.status_code < 400,
 )
+# guesses at emailed links: only a link that does not work (unknown, used, expired) counts
+link_limit = limiter.shared_limit(
+    lambda: current_app.config["RATELIMIT_LINKS"],
+    scope="account-link",
+    deduct_when=lambda response: response.status_code in (404, 410),
+)
+LINK_ENDPOINTS = ("account.activate", "account.reset_password")
 
 
 def init_app(app: Flask) -> None:
@@ -100,6 +107,7 @@ def check_email() -> str:
 
 
 @bp.get("/activate/<token>")
+@link_limit
 def activate(token: str) -> str | tuple[str, int]:
     try:
         user = accounts.activate(token)
@@ -145,6 +153,7 @@ def forgot_password() -> BaseResponse | tuple[str, int]:
 
 
 @bp.route("/reset-password/<token>", methods=["GET", "POST"])
+@link_limit
 def reset_password(token: str) -> str | tuple[str, int]:
     form = ResetPasswordForm()
     try:
@@ -162,4 +171,5 @@ def reset_password(token: str) -> str | tuple[str, int]:
 @bp.errorhandler(TooManyRequests)
 def _too_many(exc: TooManyRequests) -> tuple[Response | str, int]:
     window = exc.limit.limit.get_expiry() if isinstance(exc, RateLimitExceeded) else 3600
-    return render_template("account/too_many.html", wait=accounts.duration(window)), 429
+    links = request.endpoint in LINK_ENDPOINTS
+    return render_template("account/too_many.html", wait=accounts.duration(window), links=links), 429

@@ -278,6 +278,20 @@ def test_email_forms_are_limited_per_ip_with_a_clear_429_page(make_app, smtp_ser
     assert other_ip.status_code == 303
 
 
+def test_opening_links_that_do_not_work_is_limited_per_ip(make_app):
+    """Guessing links: hopeless at 256 bits, and limited all the same."""
+    app = make_app(RATELIMIT_LINKS="3 per hour")
+    client = app.test_client()
+    for _ in range(3):
+        assert client.get("/activate/not-a-real-token").status_code == 404
+    limited = client.get("/reset-password/not-a-real-token")
+    assert limited.status_code == 429
+    page = limited.get_data(as_text=True)
+    assert "links that do not work" in page and "emails" not in page
+    other_ip = client.get("/activate/not-a-real-token", environ_base={"REMOTE_ADDR": "10.1.1.1"})
+    assert other_ip.status_code == 404
+
+
 def test_one_address_gets_one_link_a_minute_and_five_an_hour(mail_app, client, smtp_server, clock):
     register(client)
     for _ in range(3):
