@@ -62,7 +62,9 @@ def _headers(response: Response) -> Response:
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    # same-origin, not no-referrer: over https Flask-WTF refuses a form without a
+    # same-origin Referer; other sites (the apps) are still sent none.
+    response.headers.setdefault("Referrer-Policy", "same-origin")
     # Pages show secrets and personal data (the authenticator's key, My details):
     # never kept in a cache. Files and discovery set their own caching.
     response.headers.setdefault("Cache-Control", "no-store")

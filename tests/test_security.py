@@ -1,6 +1,8 @@
 """What every page shares (security.py): local-only return paths, headers,
 clean refusals of malformed requests."""
 
+import re
+
 import pytest
 from rp import make_user
 
@@ -37,6 +39,37 @@ def test_the_welcome_page_never_links_away(rp):
     assert "evil.example" not in page.get_data(as_text=True)
 
 
+# -- forms --------------------------------------------------------------------------------------
+
+# The Referer a browser sends for a same-origin form under each Referrer-Policy (Fetch, Referrer Policy).
+SAME_ORIGIN_REFERER = {
+    "no-referrer": None,
+    "same-origin": "url",
+    "strict-origin": "origin",
+    "origin": "origin",
+}
+
+
+def test_forms_work_over_https_where_the_csrf_check_wants_a_referer(make_app):
+    """Flask-WTF checks the Referer of every form over https; a page whose
+    Referrer-Policy lets the browser send none could never be submitted."""
+    app = make_app(WTF_CSRF_ENABLED=True)
+    user = make_user(app)
+    browser = app.test_client()
+    https = "https://op.example.test"
+    page = browser.get("/login", base_url=https)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.get_data(as_text=True))[1]
+    sent = SAME_ORIGIN_REFERER[page.headers["Referrer-Policy"]]
+    headers = {"Referer": f"{https}/login" if sent == "url" else https} if sent else {}
+    response = browser.post(
+        "/login",
+        base_url=https,
+        headers=headers,
+        data={"csrf_token": token, "email": user.email, "password": user.password},
+    )
+    assert response.status_code == 302 and response.location == "/login/code"
+
+
 # -- headers ---------------------------------------------------------------------------------
 
 
@@ -46,7 +79,7 @@ def test_every_page_has_the_security_headers(client):
     assert "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
-    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Referrer-Policy"] == "same-origin"  # none to the apps; see the https test
     assert "Strict-Transport-Security" not in response.headers  # plain http: HSTS would be ignored
     secure = client.get("/login", base_url="https://op.example.test")
     assert secure.headers["Strict-Transport-Security"].startswith("max-age=")
