@@ -4,6 +4,7 @@ the client's address behind proxies, and error pages that never show a trace."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from authlib.oauth2 import OAuth2Error
 from flask import Flask, Response, abort, current_app, jsonify, render_template, request
@@ -14,12 +15,14 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
+from .clients import all_clients
+
 csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
-    "form-action 'self' *; frame-ancestors 'none'; base-uri 'none'"
+    "form-action 'self' {apps}; frame-ancestors 'none'; base-uri 'none'"
 )
 
 
@@ -58,8 +61,19 @@ def _refuse_nul() -> None:
         abort(400, "The request contains a NUL character, which no field accepts.")
 
 
+def _csp() -> str:
+    """CSP with form-action naming the registered apps' origins: browsers apply
+    it to the redirects after a form too, and a sign-in form ends at the app."""
+    csp = current_app.extensions.get("csp")
+    if csp is None:  # once per process: clients.yaml is read at start-up
+        uris = [u for c in all_clients().values() for u in (*c.redirect_uris, *c.post_logout_redirect_uris)]
+        apps = sorted({"{0.scheme}://{0.netloc}".format(urlsplit(u)) for u in uris})
+        csp = current_app.extensions["csp"] = CSP.format(apps=" ".join(apps))
+    return csp
+
+
 def _headers(response: Response) -> Response:
-    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("Content-Security-Policy", _csp())
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     # same-origin, not no-referrer: over https Flask-WTF refuses a form without a

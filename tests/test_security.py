@@ -85,6 +85,14 @@ def test_every_page_has_the_security_headers(client):
     assert secure.headers["Strict-Transport-Security"].startswith("max-age=")
 
 
+def test_forms_may_lead_only_here_and_to_the_registered_apps(client):
+    """CSP form-action also governs where a submitted form's redirects may go
+    (the code goes back to the app): the apps' origins, and no other site."""
+    csp = client.get("/login").headers["Content-Security-Policy"]
+    form_action = re.search(r"form-action ([^;]+)", csp)[1].split()
+    assert form_action == ["'self'", "http://127.0.0.1:7000", "https://rp.example.test"]
+
+
 def test_pages_are_not_kept_in_the_browser_cache(app, client):
     """The authenticator's secret, My details: nothing for the next user of a
     shared computer to find in its cache (ASVS 8.2.1)."""
