@@ -285,6 +285,6 @@ class LogoutDelivery(db.Model):
 class UsedJti(db.Model):
     """`jti`s of client assertions (private_key_jwt) seen, refused if replayed."""
 
-    jti: Mapped[str] = mapped_column(String(200), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(200), primary_key=True)  # its SHA-256
     client_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     expires_at: Mapped[datetime]

@@ -34,6 +34,7 @@ from flask import Flask, current_app
 from flask import request as flask_request
 from joserfc.jwk import KeySet
 from sqlalchemy import or_, update
+from sqlalchemy.exc import IntegrityError
 
 from . import keys
 from .clients import Client, query_client
@@ -399,11 +400,24 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
         return [issuer, f"{issuer}/token"]
 
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
-        if db.session.get(UsedJti, (jti, claims["sub"])):
+        """Each assertion once (RFC 7523 3): its `jti`, by its SHA-256 (any length
+        fits), is kept until `exp`. What a client may sign is an answer, never a
+        500: an `exp` beyond dates, or a `jti` another instance took a moment ago."""
+        if not isinstance(jti, str):
             return False
-        expires = datetime.fromtimestamp(claims["exp"], UTC).replace(tzinfo=None)
-        db.session.add(UsedJti(jti=jti, client_id=claims["sub"], expires_at=expires))
-        db.session.commit()
+        key = (token_hash(jti), claims["sub"])
+        if db.session.get(UsedJti, key):
+            return False
+        try:
+            expires = datetime.fromtimestamp(claims["exp"], UTC).replace(tzinfo=None)
+        except (OverflowError, ValueError, OSError):
+            return False
+        db.session.add(UsedJti(jti=key[0], client_id=key[1], expires_at=expires))
+        try:
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            return False
         return True
 
     def resolve_client_public_key(self, client: Client) -> KeySet | None:

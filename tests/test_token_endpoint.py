@@ -13,6 +13,9 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 from rp import RP, make_user, pkce, query
 
+from oidc_provider.db import db
+from oidc_provider.oauth import PrivateKeyJwt
+
 PUBLIC_CB = "http://127.0.0.1:7000/cb"
 
 
@@ -261,6 +264,30 @@ def test_private_key_jwt_audience_is_ours_whatever_the_host_header(jwt_rp, signi
     }
     response = jwt_rp.app.test_client().post("/token", data=form, base_url="https://elsewhere.test")
     _assert_invalid_client(response)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"jti": {"not": "a string"}}, {"jti": 7}, {"exp": 10**12}],  # exp: the year 33658
+    ids=["jti object", "jti number", "exp beyond dates"],
+)
+def test_private_key_jwt_with_odd_signed_claims_is_refused_not_a_500(jwt_rp, signing_key, claims):
+    _assert_invalid_client(_redeem_with_assertion(jwt_rp, _assertion(signing_key, **claims)))
+
+
+def test_private_key_jwt_long_jti_is_kept_by_its_hash(jwt_rp, signing_key):
+    """Any length of jti is remembered (a column of 200 characters on PostgreSQL)."""
+    assertion = _assertion(signing_key, jti="j" * 1000)
+    assert _redeem_with_assertion(jwt_rp, assertion).status_code == 200
+    _assert_invalid_client(_redeem_with_assertion(jwt_rp, assertion))
+
+
+def test_two_instances_racing_with_one_jti_accept_it_once(jwt_rp, monkeypatch):
+    claims = {"sub": "jwt-app", "exp": int(time.time()) + 60}
+    with jwt_rp.app.app_context():
+        assert PrivateKeyJwt().validate_jti(claims, "jti-race")
+        monkeypatch.setattr(db.session, "get", lambda *args, **kwargs: None)  # read before the other's commit
+        assert not PrivateKeyJwt().validate_jti(claims, "jti-race")
 
 
 def test_private_key_jwt_expired_assertion_is_refused(jwt_rp, signing_key):
