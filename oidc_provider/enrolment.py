@@ -58,10 +58,13 @@ def _going_on() -> dict[str, str | None]:
     return {"going_on": going_on()}
 
 
-def _replaces(user: User) -> MfaMethod | None:
+def _replaces(user: User, kind: str) -> MfaMethod | None:
+    """The confirmed method of `kind` that `?replaces=` names, if it is one."""
     method_id = request.args.get("replaces", "")
     method = mfa.find(user, int(method_id)) if method_id.isdigit() else None
-    return method if method is not None and method.confirmed_at is not None else None
+    if method is None or method.confirmed_at is None or method.kind != kind:
+        return None
+    return method
 
 
 def confirmed(user: User, method: MfaMethod, mode: str, replaced: list[str]) -> Response:
@@ -160,7 +163,7 @@ def _target_form(kind: str, form: EnrolEmailForm | EnrolSmsForm, user: User) -> 
     if form.validate_on_submit():
         target = form.email.data if kind == "email" else form.phone.data
         try:
-            method = mfa.start_enrolment(user, kind, target, replaces=_replaces(user))
+            method = mfa.start_enrolment(user, kind, target, replaces=_replaces(user, kind))
         except PhoneError as exc:
             error = str(exc)
         else:
@@ -174,7 +177,7 @@ def _target_form(kind: str, form: EnrolEmailForm | EnrolSmsForm, user: User) -> 
         kind=kind,
         mode=mode,
         error=error,
-        replacing=_replaces(user),
+        replacing=_replaces(user, kind),
         mask=mfa.mask,
     ), status
 

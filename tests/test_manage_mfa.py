@@ -241,6 +241,18 @@ def test_replacing_the_authenticator_keeps_the_old_one_until_the_new_one_is_conf
 
 
 @pytest.mark.parametrize("kind", ["email", "sms"])
+def test_a_method_of_another_kind_is_not_replaced_but_added_to(app, rp, devices, kind):
+    """`replaces` naming the authenticator on the email or SMS page (a hand-made
+    link): a method is added, the authenticator stays."""
+    signed_in(rp)
+    authenticator = method_id(app, rp.user, "totp")
+    target = TARGETS[kind][0]
+    response = add_method(rp.browser, devices, kind, target, replaces=authenticator)
+    assert path(response) == "/account/mfa"
+    assert methods_of(app, rp.user) == sorted([("totp", None, True), (kind, target, True)])
+
+
+@pytest.mark.parametrize("kind", ["email", "sms"])
 def test_changing_the_address_or_number_verifies_the_new_one(app, rp, devices, clock, kind):
     old, new = TARGETS[kind]
     give_method(app, devices, rp.user, kind, old)

@@ -30,7 +30,7 @@ from werkzeug.routing import Rule
 
 from oidc_provider import create_app, mfa, passwords
 from oidc_provider.db import db, now
-from oidc_provider.models import User
+from oidc_provider.models import MfaMethod, User
 
 HOSTILE = [
     "",
@@ -180,6 +180,8 @@ SEGMENTS = [
     "%C3%BC%F0%9F%98%80",
     "1.5",
 ]
+# Parameters naming a row: also every id there is, someone else's or of another kind.
+ID_PARAMS = ("method", "replaces")
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"]
 TRUSTED_HOSTS = {"", "localhost", "rp.example.test"}  # a relative redirect, ourselves, a registered app
 HEADERS = [
@@ -274,8 +276,10 @@ POSTGRES = Fuzz(
 )
 
 
-def _hostile_requests(browser, rule: Rule, problems: list[str], auth: dict, fuzz: Fuzz) -> None:
-    """Everything the module docstring lists, at one route."""
+def _hostile_requests(
+    browser, rule: Rule, problems: list[str], auth: dict, fuzz: Fuzz, ids: list[str]
+) -> None:
+    """Everything the module docstring lists, at one route; `ids`: the MFA methods there are."""
     send = _sender(browser, problems)
     methods = sorted(rule.methods - {"HEAD", "OPTIONS"})
     for segment in fuzz.segments if rule.arguments else []:
@@ -289,7 +293,7 @@ def _hostile_requests(browser, rule: Rule, problems: list[str], auth: dict, fuzz
         for value in fuzz.values:  # everything spoilt at once
             send(method, path, **_parameters(method, dict.fromkeys(PARAMS, value)))
         for name in baseline:  # one thing spoilt in a valid-looking request
-            for value in fuzz.values:
+            for value in fuzz.values + (ids if name in ID_PARAMS else []):
                 send(method, path, headers=auth, **_parameters(method, {**baseline, name: value}))
             missing = {k: v for k, v in baseline.items() if k != name}
             send(method, path, headers=auth, **_parameters(method, missing))
@@ -402,7 +406,10 @@ def test_hostile_input_never_gets_a_500(rule, fuzz, clock):
     problems: list[str] = []
     for state in states:
         before = len(problems)
-        _hostile_requests(STATES[state](app, clock), rule, problems, auth, values)
+        browser = STATES[state](app, clock)
+        with app.app_context():
+            ids = [str(i) for i in db.session.scalars(db.select(MfaMethod.id))]
+        _hostile_requests(browser, rule, problems, auth, values, ids)
         problems[before:] = [f"[{state}] {p}" for p in problems[before:]]
         clock.advance(minutes=1)
     assert not problems, f"{len(problems)} problems:\n" + "\n".join(dict.fromkeys(problems))
