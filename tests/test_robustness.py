@@ -30,7 +30,7 @@ from werkzeug.routing import Rule
 
 from oidc_provider import create_app, mfa, passwords
 from oidc_provider.db import db, now
-from oidc_provider.models import MfaMethod, User
+from oidc_provider.models import LoginTransaction, MfaMethod, User
 
 HOSTILE = [
     "",
@@ -180,8 +180,6 @@ SEGMENTS = [
     "%C3%BC%F0%9F%98%80",
     "1.5",
 ]
-# Parameters naming a row: also every id there is, someone else's or of another kind.
-ID_PARAMS = ("method", "replaces")
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"]
 TRUSTED_HOSTS = {"", "localhost", "rp.example.test"}  # a relative redirect, ourselves, a registered app
 HEADERS = [
@@ -277,9 +275,10 @@ POSTGRES = Fuzz(
 
 
 def _hostile_requests(
-    browser, rule: Rule, problems: list[str], auth: dict, fuzz: Fuzz, ids: list[str]
+    browser, rule: Rule, problems: list[str], auth: dict, fuzz: Fuzz, real: dict[str, list[str]]
 ) -> None:
-    """Everything the module docstring lists, at one route; `ids`: the MFA methods there are."""
+    """Everything the module docstring lists, at one route. `real`: values by
+    parameter that name something there is (someone else's, of another kind…)."""
     send = _sender(browser, problems)
     methods = sorted(rule.methods - {"HEAD", "OPTIONS"})
     for segment in fuzz.segments if rule.arguments else []:
@@ -293,7 +292,7 @@ def _hostile_requests(
         for value in fuzz.values:  # everything spoilt at once
             send(method, path, **_parameters(method, dict.fromkeys(PARAMS, value)))
         for name in baseline:  # one thing spoilt in a valid-looking request
-            for value in fuzz.values + (ids if name in ID_PARAMS else []):
+            for value in fuzz.values + real.get(name, []):
                 send(method, path, headers=auth, **_parameters(method, {**baseline, name: value}))
             missing = {k: v for k, v in baseline.items() if k != name}
             send(method, path, headers=auth, **_parameters(method, missing))
@@ -355,13 +354,26 @@ def _enrolling(app, clock):
 
 
 def _signed_in(app, clock):
+    """Signed in, with an ID token for /logout's hint and a request waiting for consent."""
     user = make_user(app, email="signed-in@example.com")
     _with_email_method(app, user.email)
     clock.advance(seconds=30)
     browser = app.test_client()
-    RP(app, browser, clock, user).sign_in(browser.get("/account"))
+    rp = RP(app, browser, clock, user)
+    app.extensions["fuzz_id_token"] = rp.tokens()["id_token"]
+    third_party = {"client_id": "third-party", "redirect_uri": "https://rp.example.test/tp"}
+    assert urlsplit(rp.authorize(**third_party).location).path == "/authorize/consent"
     assert browser.get("/account").status_code == 200
     return browser
+
+
+def _real_values(app) -> dict[str, list[str]]:
+    """What the parameters that name things can name in the app now."""
+    with app.app_context():
+        methods = [str(i) for i in db.session.scalars(db.select(MfaMethod.id))]
+        requests = list(db.session.scalars(db.select(LoginTransaction.id)))
+    hint = app.extensions.get("fuzz_id_token")
+    return {"method": methods, "replaces": methods, "tx": requests, "id_token_hint": [hint] if hint else []}
 
 
 STATES = {
@@ -407,9 +419,7 @@ def test_hostile_input_never_gets_a_500(rule, fuzz, clock):
     for state in states:
         before = len(problems)
         browser = STATES[state](app, clock)
-        with app.app_context():
-            ids = [str(i) for i in db.session.scalars(db.select(MfaMethod.id))]
-        _hostile_requests(browser, rule, problems, auth, values, ids)
+        _hostile_requests(browser, rule, problems, auth, values, _real_values(app))
         problems[before:] = [f"[{state}] {p}" for p in problems[before:]]
         clock.advance(minutes=1)
     assert not problems, f"{len(problems)} problems:\n" + "\n".join(dict.fromkeys(problems))
