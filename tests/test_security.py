@@ -70,6 +70,21 @@ def test_forms_work_over_https_where_the_csrf_check_wants_a_referer(make_app):
     assert response.status_code == 302 and response.location == "/login/code"
 
 
+# Refused with no CSRF token: every form of ours. Exempt: what RPs post (RFC 6749, RP-Initiated
+# Logout 1.0); the logout page still checks the token of its own confirmation form.
+CSRF_EXEMPT = {"/authorize", "/logout", "/token", "/userinfo", "/revoke", "/introspect"}
+
+
+def test_every_form_but_the_protocol_endpoints_needs_a_csrf_token(make_app):
+    app = make_app(WTF_CSRF_ENABLED=True)
+    urls = app.url_map.bind("localhost")
+    for rule in [r for r in app.url_map.iter_rules() if "POST" in r.methods]:
+        path = urls.build(rule.endpoint, dict.fromkeys(rule.arguments, 1))
+        response = app.test_client().post(path, data={"confirm": "1"})
+        refused = response.status_code == 400 and "CSRF" in response.get_data(as_text=True)
+        assert refused == (rule.rule not in CSRF_EXEMPT), (rule.rule, response.status_code)
+
+
 # -- headers ---------------------------------------------------------------------------------
 
 
