@@ -98,6 +98,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RATELIMIT_LOGIN", "20 per minute;200 per hour", "Sign-in attempts per client IP."),
     Setting("RATELIMIT_EMAIL", "5 per hour", "Registration/reset/new-link emails per client IP."),
     Setting(
+        "RATELIMIT_CLIENT_AUTH",
+        "20 per minute;200 per hour",
+        "Failed client authentications (token, revoke, introspect) per client IP.",
+    ),
+    Setting(
         "RATELIMIT_LINKS",
         "20 per minute;200 per hour",
         "Emailed links (activation, reset) that do not work, opened per client IP.",

@@ -16,10 +16,20 @@ from sqlalchemy import text
 
 from . import interaction, keys, oauth
 from .db import db
-from .security import csrf
+from .security import csrf, limiter
 
 bp = Blueprint("endpoints", __name__)
 CACHE = "public, max-age=3600"
+
+
+def _client_refused(response: Response) -> bool:
+    return (response.get_json(silent=True) or {}).get("error") == "invalid_client"
+
+
+# guesses at client secrets: only a refused client authentication counts
+client_auth_limit = limiter.shared_limit(
+    lambda: current_app.config["RATELIMIT_CLIENT_AUTH"], scope="client-auth", deduct_when=_client_refused
+)
 
 
 def metadata(app: Flask) -> dict[str, Any]:
@@ -70,6 +80,7 @@ def _no_store(response: Response) -> Response:
 
 
 @bp.post("/token")
+@client_auth_limit
 def token() -> Response:
     response = oauth.authorization_server().create_token_response()
     if response.status_code == 200:
@@ -104,11 +115,13 @@ def userinfo() -> Response:
 
 
 @bp.post("/revoke")
+@client_auth_limit
 def revoke() -> Response:
     return _no_store(oauth.authorization_server().create_endpoint_response("revocation"))
 
 
 @bp.post("/introspect")
+@client_auth_limit
 def introspect() -> Response:
     return _no_store(oauth.authorization_server().create_endpoint_response("introspection"))
 

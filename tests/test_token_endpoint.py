@@ -145,6 +145,28 @@ def test_wrong_client_secret_basic_is_401_invalid_client_with_a_challenge(rp):
     assert response.headers["WWW-Authenticate"].startswith("Basic")
 
 
+def test_guessing_client_secrets_is_limited_per_ip(make_app):
+    app = make_app(RATELIMIT_CLIENT_AUTH="3 per hour")
+    server = app.test_client()
+    form = {
+        "grant_type": "authorization_code",
+        "code": "x",
+        "redirect_uri": "https://rp.example.test/callback",
+    }
+    for endpoint in ("/token", "/revoke", "/introspect"):  # one budget for the three
+        assert server.post(endpoint, data={**form, "token": "x"}, auth=("client", "guess")).status_code == 401
+    limited = server.post("/token", data=form, auth=("client", SECRETS["client"]))
+    assert limited.status_code == 429 and limited.mimetype == "application/json"
+    elsewhere = server.post(
+        "/token", data=form, auth=("client", "guess"), environ_base={"REMOTE_ADDR": "10.1.1.1"}
+    )
+    assert elsewhere.status_code == 401
+    right = server.post(
+        "/token", data=form, auth=("client", SECRETS["client"]), environ_base={"REMOTE_ADDR": "10.1.1.2"}
+    )
+    assert right.json["error"] == "invalid_grant"  # authenticated; the code is not one
+
+
 def test_wrong_client_secret_post_is_invalid_client(rp):
     code = rp.login_code(client_id="client-post")
     _assert_invalid_client(rp.token(code, client_id="client-post", secret="not-the-secret", auth="post"))
