@@ -179,6 +179,12 @@ def test_max_age_is_whole_seconds(raw, parsed):
     assert parse_max_age(raw) == parsed
 
 
+def test_max_age_of_any_length_is_a_number():
+    """Python refuses to read more than 4300 digits; its message is no answer for an RP."""
+    assert parse_max_age("9" * 5000) >= 10**100
+    assert parse_max_age("0" * 5000 + "7") == 7
+
+
 @pytest.mark.parametrize("raw", ["-1", "1.5", "soon", "²", "١٢"])
 def test_max_age_that_is_not_whole_seconds_is_invalid(raw):
     with pytest.raises(ValueError):
