@@ -21,7 +21,7 @@ from .db import db
 from .forms import CodeForm, EnrolEmailForm, EnrolSmsForm
 from .mfa import PhoneError
 from .models import MfaMethod, User
-from .security import limiter, safe_next
+from .security import limiter, row_id, safe_next
 
 bp = Blueprint("enrol", __name__, url_prefix="/mfa/setup")
 
@@ -60,8 +60,8 @@ def _going_on() -> dict[str, str | None]:
 
 def _replaces(user: User, kind: str) -> MfaMethod | None:
     """The confirmed method of `kind` that `?replaces=` names, if it is one."""
-    method_id = request.args.get("replaces", "")
-    method = mfa.find(user, int(method_id)) if method_id.isdigit() else None
+    method_id = row_id(request.args.get("replaces"))
+    method = mfa.find(user, method_id) if method_id is not None else None
     if method is None or method.confirmed_at is None or method.kind != kind:
         return None
     return method

@@ -14,7 +14,7 @@ from .clients import query_client
 from .db import db, now
 from .forms import CodeForm, LoginForm
 from .models import LoginTransaction, MfaMethod, User
-from .security import client_ip, limiter, safe_next
+from .security import client_ip, limiter, row_id, safe_next
 
 bp = Blueprint("login", __name__)
 STATUS = {"invalid": 422, "wrong": 401, "locked": 429, "disabled": 403, "not_activated": 403}
@@ -157,7 +157,7 @@ def _chosen(user: User, method_id: str | None) -> MfaMethod | None:
     still awaiting its enrolment code)."""
     methods = mfa.methods(user)
     if method_id and method_id.isdigit():
-        return next((m for m in methods if m.id == int(method_id)), None)
+        return next((m for m in methods if m.id == row_id(method_id)), None)
     return methods[0] if methods else None
 
 

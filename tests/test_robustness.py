@@ -49,6 +49,7 @@ HOSTILE = [
     "😀" * 50,
     "-1",
     "99999999999999999999999999999999",
+    "9" * 5000,  # more digits than Python reads as a number
     "٣",  # a digit, but not an ASCII one
     '{"userinfo": []}',
     "[]",
@@ -172,6 +173,7 @@ SEGMENTS = [
     "0",
     "99999999999999999999999999",
     "2147483648",
+    "9" * 5000,
     "%ff",
     "%00",
     "..%2F..%2Fetc%2Fpasswd",

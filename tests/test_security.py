@@ -144,6 +144,15 @@ def test_an_id_too_large_for_the_database_is_not_found(rp, url, number):
     assert rp.browser.post(url.format(number)).status_code == 404
 
 
+def test_an_id_of_more_digits_than_python_reads_is_no_id(app, rp):
+    """int() refuses more than 4300 digits with a ValueError: a 500 unless read with care."""
+    huge = "9" * 5000
+    rp.browser.post("/login", data={"email": rp.user.email, "password": rp.user.password})
+    assert rp.browser.get("/login/code", query_string={"method": huge}).status_code == 302
+    rp.sign_in(rp.authorize())  # a fresh sign-in: may add methods
+    assert rp.browser.get("/mfa/setup/email", query_string={"replaces": huge}).status_code == 200
+
+
 @pytest.mark.parametrize(
     "request_args",
     [
