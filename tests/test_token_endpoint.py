@@ -236,7 +236,7 @@ def _assertion(key: RSAKey, jti: str = "jti-1", client_id: str = "jwt-app", **cl
     return jwt.encode({"alg": "RS256", "kid": key.kid}, body, key)
 
 
-def _redeem_with_assertion(rp: RP, assertion: str):
+def _redeem_with_assertion(rp: RP, assertion: str, **request):
     code = rp.login_code(client_id="jwt-app", redirect_uri="https://rp.example.test/jwt")
     form = {
         "grant_type": "authorization_code",
@@ -245,7 +245,7 @@ def _redeem_with_assertion(rp: RP, assertion: str):
         "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
         "client_assertion": assertion,
     }
-    return rp.app.test_client().post("/token", data=form)
+    return rp.app.test_client().post("/token", data=form, **request)
 
 
 def test_private_key_jwt_client_redeems_a_code(jwt_rp, signing_key):
@@ -275,16 +275,8 @@ def test_private_key_jwt_for_another_audience_is_refused(jwt_rp, signing_key):
 def test_private_key_jwt_audience_is_ours_whatever_the_host_header(jwt_rp, signing_key):
     """An assertion the app made for another server cannot be replayed here by
     sending that server's name as Host."""
-    code = jwt_rp.login_code(client_id="jwt-app", redirect_uri="https://rp.example.test/jwt")
     assertion = _assertion(signing_key, aud="https://elsewhere.test/token")
-    form = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": "https://rp.example.test/jwt",
-        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        "client_assertion": assertion,
-    }
-    response = jwt_rp.app.test_client().post("/token", data=form, base_url="https://elsewhere.test")
+    response = _redeem_with_assertion(jwt_rp, assertion, base_url="https://elsewhere.test")
     _assert_invalid_client(response)
 
 
