@@ -8,6 +8,7 @@ import email.policy
 import re
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 
 import pytest
@@ -77,10 +78,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[Inbox]:
-    """An SMTP server on 127.0.0.1; AUTH LOGIN/PLAIN with USERNAME/PASSWORD is
-    accepted but not required."""
+@contextmanager
+def serving() -> Iterator[Inbox]:
+    """An SMTP server on a free 127.0.0.1 port until the block ends; AUTH
+    LOGIN/PLAIN with USERNAME/PASSWORD is accepted but not required."""
     inbox = Inbox()
     inbox.port = free_port()
     controller = Controller(
@@ -95,6 +96,13 @@ def smtp_server() -> Iterator[Inbox]:
         yield inbox
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[Inbox]:
+    """A fresh SMTP server for one test."""
+    with serving() as inbox:
+        yield inbox
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
-from mailserver import Inbox, free_port
+from mailserver import Inbox, free_port, serving
 
 from .people import (
     TOO_WIDE,
@@ -63,14 +62,8 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
 @pytest.fixture(scope="session")
 def smtp() -> Iterator[Inbox]:
     """The SMTP server of tests/mailserver.py, for the whole session."""
-    inbox = Inbox()
-    inbox.port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
-    controller.start()
-    try:
+    with serving() as inbox:
         yield inbox
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
