@@ -7,7 +7,7 @@ import authlib.deprecate
 
 warnings.filterwarnings("error", category=authlib.deprecate.AuthlibDeprecationWarning)
 
-pytest_plugins = ["mailserver", "rp"]  # smtp_server, mail_app (tests/mailserver.py)
+pytest_plugins = ["mailserver", "rp", "pgserver"]  # smtp_server, mail_app; rp, user; postgres_url, pg_app
 
 import hashlib  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
