@@ -21,7 +21,6 @@ response leaves.
 
 from __future__ import annotations
 
-import base64
 import math
 import re
 from dataclasses import dataclass
@@ -32,15 +31,12 @@ from urllib.parse import urlsplit
 import phonenumbers
 import pyotp
 import segno
-from cryptography.fernet import Fernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 from markupsafe import Markup
 from phonenumbers import PhoneNumberType
 from sqlalchemy import or_, update
 
-from . import delivery
+from . import crypto, delivery
 from .db import db, now, timestamp
 from .models import MfaMethod, User
 
@@ -120,21 +116,15 @@ class SendResult:
 # --- secrets at rest -----------------------------------------------------------------
 
 
-def _fernet() -> Fernet:
-    """The MFA secrets' key: HKDF-SHA256 of SECRET_KEY under a label of its own,
-    so no other use of SECRET_KEY (cookies, CSRF) ever sees this key."""
-    key = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=b"login-portal", info=b"mfa-secret-encryption-v1"
-    ).derive(current_app.config["SECRET_KEY"].encode())
-    return Fernet(base64.urlsafe_b64encode(key))
+MFA_SECRETS = b"mfa-secret-encryption-v1"  # the HKDF label of the MFA secrets' key (crypto.py)
 
 
 def _encrypt(secret: str) -> str:
-    return _fernet().encrypt_at_time(secret.encode(), timestamp()).decode()
+    return crypto.encrypt(MFA_SECRETS, secret.encode())
 
 
 def _secret(method: MfaMethod) -> str:
-    return _fernet().decrypt(method.secret.encode()).decode()
+    return crypto.decrypt(MFA_SECRETS, method.secret).decode()
 
 
 def _new_secret() -> str:
