@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from . import accounts, audit, mfa, mfa_support
+from . import accounts, audit, mfa, mfa_support, provisioning
 from . import clients as clients_mod
 from . import keys as keys_mod
 from .db import db, now
@@ -121,6 +122,23 @@ def users_create(email: str, name: str, password_stdin: bool, activated: bool) -
         raise click.ClickException(str(refused)) from None
     state = "active" if activated else "pending activation (link emailed)"
     click.echo(f"created {user.email} ({state}); the first sign-in sets up MFA")
+
+
+@users_cli.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--quiet", is_flag=True, help="Print only refused lines and the totals.")
+def users_import(path: Path, quiet: bool) -> None:
+    """Create accounts from a JSON Lines or CSV file (email, name, password or
+    password_hash, activated, totp_secret); addresses that have an account are
+    skipped. Exits 1 when a line was refused."""
+    totals = {"created": 0, "skipped": 0, "refused": 0}
+    for result in provisioning.import_people(provisioning.read_lines(path)):
+        totals[result.outcome] += 1
+        if not quiet or result.outcome == "refused":
+            click.echo(str(result), err=result.outcome == "refused")
+    click.echo(", ".join(f"{n} {outcome}" for outcome, n in totals.items()))
+    if totals["refused"]:
+        raise SystemExit(1)
 
 
 @users_cli.command("resend-activation")

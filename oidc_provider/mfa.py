@@ -119,8 +119,12 @@ class SendResult:
 MFA_SECRETS = b"mfa-secret-encryption-v1"  # the HKDF label of the MFA secrets' key (crypto.py)
 
 
-def _encrypt(secret: str) -> str:
+def encrypt_secret(secret: str) -> str:
+    """A base32 secret as it is stored (encrypted at rest)."""
     return crypto.encrypt(MFA_SECRETS, secret.encode())
+
+
+_encrypt = encrypt_secret
 
 
 def _secret(method: MfaMethod) -> str:

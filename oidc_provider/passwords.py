@@ -15,6 +15,7 @@ import string
 import unicodedata
 from importlib import resources
 
+import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -30,6 +31,8 @@ SEQUENCES = ("0123456789", "abcdefghijklmnopqrstuvwxyz", "qwertyuiopasdfghjklzxc
 # p=1": its minimum, chosen because every concurrent sign-in holds m of memory
 # in a web worker; sign-ins are rate-limited and locked out, which carries the
 # rest. Raising these later is safe: `needs_rehash` upgrades hashes at sign-in.
+BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
+BCRYPT_MAX_BYTES = 72  # bcrypt reads no further; hashes made elsewhere were made the same way
 HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, hash_len=32, salt_len=16)
 
 
@@ -45,12 +48,23 @@ def hash_password(password: str) -> str:
 
 def verify_password(stored_hash: str | None, password: str | None) -> bool:
     """True when `password` matches `stored_hash`; never raises (False for
-    anything malformed: empty, not argon2, not a string)."""
+    anything malformed: empty, neither argon2 nor bcrypt, not a string). A
+    bcrypt hash comes from an imported account (`users import`); it is
+    replaced by an argon2id one at the next sign-in (`needs_rehash`)."""
     if not stored_hash or not isinstance(password, str):
         return False
+    if stored_hash.startswith(BCRYPT_PREFIXES):
+        return _verify_bcrypt(stored_hash, _normalise(password))
     try:
         return HASHER.verify(stored_hash, _normalise(password))
     except (VerificationError, InvalidHashError, TypeError, ValueError):
+        return False
+
+
+def _verify_bcrypt(stored_hash: str, password: str) -> bool:
+    try:
+        return bcrypt.checkpw(password.encode()[:BCRYPT_MAX_BYTES], stored_hash.encode())
+    except ValueError:
         return False
 
 
