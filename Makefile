@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 E2E    := tests/e2e
 
-.PHONY: run test lint e2e-deps demo bench clean
+.PHONY: run test lint e2e-deps demo bench bench-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,9 +46,14 @@ test: $(VENV)/.installed-test e2e-deps $(E2E)/node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-# Speed and memory of the hot paths (in-process); exits non-zero when a target is missed.
-bench: $(VENV)/.installed-test
-	$(BIN)/python tests/bench.py
+# Speed per core against the real server (tests/bench): one core serves, another loads;
+# exits non-zero when a target is missed. DATABASE_URL=… or BENCH_DB=postgres for PostgreSQL.
+bench: $(VENV)/.installed-test bench-deps
+	$(BIN)/python tests/bench
+
+bench-deps:
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" -eq 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } || \
+	  { echo "make bench needs wrk: apt-get install -y wrk" >&2; exit 1; }
 
 # Debian packages the browser tests need (installed when running as root).
 e2e-deps:

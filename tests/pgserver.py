@@ -8,6 +8,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,10 +31,9 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def postgres_url():
-    if BIN is None:
-        pytest.skip("PostgreSQL is not installed (Debian package postgresql)")
+@contextmanager
+def throwaway_cluster() -> Iterator[str]:
+    """A new PostgreSQL cluster on a Unix socket, its URL while the block runs."""
     folder = Path(tempfile.mkdtemp(prefix="portal-pg-"))
     data, socket_dir = folder / "data", folder / "sock"
     socket_dir.mkdir()
@@ -42,7 +43,7 @@ def postgres_url():
     run = {"check": True, "capture_output": True, "timeout": 60}
     subprocess.run(_as_postgres(str(BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"), **run)
     port = _free_port()  # also keys the server's shared memory: two runs at once must differ
-    options = f"-k {socket_dir} -c listen_addresses='' -p {port} -c fsync=off"
+    options = f"-k {socket_dir} -c listen_addresses='' -p {port} -c fsync=off -c max_connections=200"
     subprocess.run(
         _as_postgres(
             str(BIN / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-o", options, "-w", "start"
@@ -64,6 +65,14 @@ def postgres_url():
             timeout=60,
         )
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    if BIN is None:
+        pytest.skip("PostgreSQL is not installed (Debian package postgresql)")
+    with throwaway_cluster() as url:
+        yield url
 
 
 @pytest.fixture
