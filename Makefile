@@ -26,7 +26,7 @@ run: $(VENV)/.installed
 	$(FLASK) clients check
 	$(FLASK) db upgrade
 	$(FLASK) keys ensure
-	$(FLASK) run --host $(HOST) --port $(PORT)
+	WEB_HOST=$(HOST) WEB_PORT=$(PORT) $(FLASK) serve
 
 # The provider and two demo apps (examples/demo_rp): Modeler on :5001, Forum on :5003.
 $(VENV)/.installed-demo: examples/demo_rp/requirements.txt | $(VENV)/.installed

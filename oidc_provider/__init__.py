@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import clients, config, db, keys, security
+from . import clients, config, db, health, keys, logs, metrics, outage, security
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,12 +20,16 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         instance_path=str((overrides or {}).get("INSTANCE_PATH") or ROOT / "instance"),
     )
     app.config.from_mapping(config.load(app.instance_path, overrides))
+    logs.init_app(app)  # first: every later hook's lines carry the request id
+    metrics.init_app(app)
     db.init_app(app)
     clients.init_app(app)
     keys.init_app(app)
     security.init_app(app)
+    outage.init_app(app)
+    health.init_app(app)
 
-    from . import account, authorize, cli, endpoints, enrolment, login, logout, models, oauth, portal  # noqa: F401
+    from . import account, authorize, cli, endpoints, enrolment, login, logout, models, oauth, portal, serve  # noqa: F401
 
     oauth.init_app(app)
     logout.init_app(app)
@@ -36,4 +40,5 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     enrolment.init_app(app)
     portal.init_app(app)
     cli.init_app(app)
+    serve.init_app(app)
     return app

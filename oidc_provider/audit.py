@@ -18,6 +18,7 @@ from typing import Any
 from flask import has_request_context, request
 from sqlalchemy import or_
 
+from . import metrics
 from .db import db, now
 from .models import AuditEvent, User
 
@@ -51,6 +52,7 @@ def record(
         details=details or None,
     )
     db.session.add(row)
+    metrics.count_event(event, outcome, details)
     return row
 
 

@@ -145,6 +145,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DELIVERY_RETRIES", 3, "Attempts for each email or SMS before it is reported failed.", int),
     Setting("TRUSTED_PROXIES", 0, "Reverse proxies in front whose X-Forwarded-For/-Proto are believed.", int),
     Setting("SESSION_COOKIE_SECURE", None, "Secure cookies; unset: on when OIDC_ISSUER is https.", bool),
+    # serving and operating
+    Setting("WEB_HOST", "127.0.0.1", "Address `flask serve` listens on (0.0.0.0: every interface)."),
+    Setting("WEB_PORT", 5000, "Port `flask serve` listens on.", int),
+    Setting("WEB_WORKERS", 1, "Worker processes of `flask serve` (several need a shared rate-limit storage).", int),
+    Setting("WEB_THREADS", 4, "Threads per worker process answering requests.", int),
+    Setting(
+        "RATELIMIT_MEMORY_PER_WORKER",
+        False,
+        "Let `flask serve` run several workers on memory:// (each counts alone: limits multiply).",
+        bool,
+    ),
+    Setting("LOG_FORMAT", "text", "Log lines as text (one per line) or json (one object per line)."),
+    Setting("METRICS_TOKEN", "", "Bearer token for /metrics; empty: only loopback clients may read it."),
+    Setting(
+        "PROMETHEUS_MULTIPROC_DIR",
+        None,
+        "Folder where worker processes share metrics; unset: `flask serve` makes a fresh private one.",
+    ),
+    Setting("HEALTH_TIMEOUT", 2, "Seconds the readiness check waits for the database.", int),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -213,6 +232,11 @@ def load(instance_path: str, overrides: dict[str, Any] | None = None) -> dict[st
     values["SMS_ALLOWED_REGIONS"] = [
         r.strip().upper() for r in str(values["SMS_ALLOWED_REGIONS"]).split(",") if r.strip()
     ]
+    if values["LOG_FORMAT"] not in ("text", "json"):
+        raise ConfigError(f"LOG_FORMAT: expected text or json, got {values['LOG_FORMAT']!r}")
+    for name in ("WEB_WORKERS", "WEB_THREADS"):
+        if values[name] < 1:
+            raise ConfigError(f"{name}: must be at least 1, got {values[name]}")
     for name in ("AUTHORIZATION_CODE_LIFETIME", "ACCESS_TOKEN_LIFETIME", "ID_TOKEN_LIFETIME"):
         if values[name] <= 0:
             raise ConfigError(f"{name}: must be positive, got {values[name]}")
@@ -224,4 +248,21 @@ def load(instance_path: str, overrides: dict[str, Any] | None = None) -> dict[st
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session cookie
         RATELIMIT_HEADERS_ENABLED=True,
     )
+    _outages(values)
     return values
+
+
+def _outages(values: dict[str, Any]) -> None:
+    """What a moment without the database or Redis costs: a short wait, never a
+    hung worker; the rate limits fall back to counting in this process while
+    Redis is away (each worker counts alone) rather than refusing everyone."""
+    values.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    values.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+    if str(values["RATELIMIT_STORAGE_URI"]).startswith(("redis://", "rediss://", "redis+unix://")):
+        values.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_timeout": 1, "socket_connect_timeout": 1})
+    if values["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        # psycopg waits forever for an unreachable server by default
+        values["SQLALCHEMY_ENGINE_OPTIONS"] = {
+            **values["SQLALCHEMY_ENGINE_OPTIONS"],
+            "connect_args": {"connect_timeout": 5},
+        }

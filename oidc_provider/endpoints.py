@@ -1,4 +1,4 @@
-"""Blueprint for relying-party servers: discovery, JWKS, health.
+"""Blueprint for relying-party servers: discovery, JWKS, token, userinfo, revocation, introspection.
 
 CSRF-exempt, JSON errors. Discovery and JWKS bodies are built once and served
 with a Cache-Control header.
@@ -12,7 +12,6 @@ from typing import Any
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import ForbiddenError
 from flask import Blueprint, Flask, Response, current_app, jsonify
-from sqlalchemy import text
 
 from . import interaction, keys, oauth
 from .db import db
@@ -141,16 +140,6 @@ def jwks() -> Response:
         mimetype="application/jwk-set+json",
         headers={"Cache-Control": "public, max-age=300"},
     )
-
-
-@bp.get("/healthz")
-def healthz() -> tuple[dict[str, str], int]:
-    try:
-        db.session.execute(text("SELECT 1"))
-    except Exception:
-        current_app.logger.exception("health check: database unreachable")
-        return {"status": "error", "database": "unreachable"}, 503
-    return {"status": "ok"}, 200
 
 
 def init_app(app: Flask) -> None:

@@ -17,7 +17,10 @@ def test_discovery_is_built_once(app, client):
 
 
 def test_healthz_checks_the_database(client):
-    assert client.get("/healthz").json == {"status": "ok"}
+    """/healthz is the readiness check under its older name."""
+    body = client.get("/healthz").json
+    assert body["status"] == "ok" and body["checks"]["database"] == {"status": "ok"}
+    assert body == client.get("/health/ready").json
 
 
 def test_unknown_endpoint_is_a_clean_404(client):

@@ -1,17 +1,21 @@
 import logging
-from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
+from sqlalchemy import text
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config
 
-# Interpret the config file for Python logging.
-# This line sets up loggers basically.
-fileConfig(config.config_file_name)
+# The app's logging (oidc_provider/logs.py) is set up already: Alembic's lines
+# ("Running upgrade …") join it in the same format.
+logging.getLogger("alembic").setLevel(logging.INFO)
 logger = logging.getLogger("alembic.env")
+
+# PostgreSQL advisory lock held while migrating: every instance may run
+# `flask db upgrade` at start-up; the second waits, then finds nothing to do.
+MIGRATION_LOCK = 0x4C504D49
 
 
 def get_engine():
@@ -88,10 +92,20 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
-        context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
+        locking = connection.dialect.name == "postgresql"
+        if locking:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            connection.commit()  # the lock is the session's: it outlives this transaction
+        try:
+            context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
-        with context.begin_transaction():
-            context.run_migrations()
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            if locking:
+                connection.rollback()
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+                connection.commit()
 
 
 if context.is_offline_mode():
