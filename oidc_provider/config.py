@@ -148,7 +148,9 @@ SETTINGS: tuple[Setting, ...] = (
     # serving and operating
     Setting("WEB_HOST", "127.0.0.1", "Address `flask serve` listens on (0.0.0.0: every interface)."),
     Setting("WEB_PORT", 5000, "Port `flask serve` listens on.", int),
-    Setting("WEB_WORKERS", 1, "Worker processes of `flask serve` (several need a shared rate-limit storage).", int),
+    Setting(
+        "WEB_WORKERS", 1, "Worker processes of `flask serve` (several need a shared rate-limit storage).", int
+    ),
     Setting("WEB_THREADS", 4, "Threads per worker process answering requests.", int),
     Setting(
         "RATELIMIT_MEMORY_PER_WORKER",

@@ -106,7 +106,8 @@ def readiness() -> tuple[dict[str, Any], int]:
     statuses = {r.status for r in results.values()}
     status = DOWN if DOWN in statuses else DEGRADED if DEGRADED in statuses else OK
     checks = {
-        name: {"status": r.status, **({"detail": r.detail} if r.detail else {})} for name, r in results.items()
+        name: {"status": r.status, **({"detail": r.detail} if r.detail else {})}
+        for name, r in results.items()
     }
     return {"status": status, "checks": checks}, 503 if status == DOWN else 200
 

@@ -7,7 +7,8 @@ import authlib.deprecate
 
 warnings.filterwarnings("error", category=authlib.deprecate.AuthlibDeprecationWarning)
 
-pytest_plugins = ["mailserver", "rp", "pgserver"]  # smtp_server, mail_app; rp, user; postgres_url, pg_app
+# smtp_server, mail_app; rp, user; postgres_url, pg_app; redis_url
+pytest_plugins = ["mailserver", "rp", "pgserver", "redisserver"]
 
 import hashlib  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402

@@ -86,3 +86,28 @@ def pg_app(make_app, postgres_url):
         db.session.commit()
         upgrade()
     return app
+
+
+@pytest.fixture
+def pg_admin(postgres_url):
+    """A superuser connection (autocommit) to the session's cluster."""
+    from sqlalchemy import create_engine, make_url
+
+    engine = create_engine(make_url(postgres_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        yield connection
+    engine.dispose()
+
+
+@pytest.fixture
+def empty_pg_database(pg_admin, postgres_url):
+    """The URL of a new, empty database of the session's cluster, dropped after the test."""
+    import secrets
+
+    from sqlalchemy import make_url
+
+    name = f"portal_{secrets.token_hex(4)}"
+    pg_admin.execute(db.text(f'CREATE DATABASE "{name}"'))
+    yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    pg_admin.execute(db.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+    pg_admin.execute(db.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
