@@ -33,6 +33,11 @@ from .security import csrf, limiter
 
 bp = Blueprint("metrics", __name__)
 
+# In multiprocess mode every metric below writes into this folder as soon as it
+# is made (any `flask` command imports them): it must exist first.
+if _folder := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(_folder, mode=0o700, exist_ok=True)
+
 SIGNINS = Counter("portal_signins_total", "Finished and failed sign-ins (password step).", ["outcome"])
 MFA = Counter("portal_mfa_total", "One-time codes checked at sign-in, by method.", ["method", "outcome"])
 LOCKOUTS = Counter("portal_lockouts_total", "Temporary lockouts after too many wrong passwords or codes.")
