@@ -25,7 +25,9 @@ def test_two_concurrent_upgrades_on_an_empty_postgresql_database_both_succeed(em
     }
     command = [str(FLASK), "--app", "oidc_provider", "db", "upgrade"]
     upgrades = [
-        subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         for _ in range(2)
     ]
     outputs = [process.communicate(timeout=120)[0] for process in upgrades]
@@ -41,6 +43,10 @@ def test_two_concurrent_upgrades_on_an_empty_postgresql_database_both_succeed(em
     engine.dispose()
     assert tables == set(db.metadata.tables)
     heads = subprocess.run(
-        [str(FLASK), "--app", "oidc_provider", "db", "heads"], cwd=ROOT, env=env, capture_output=True, text=True
+        [str(FLASK), "--app", "oidc_provider", "db", "heads"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert heads.stdout.split()[0] == head
