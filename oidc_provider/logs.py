@@ -71,7 +71,6 @@ def handler(kind: str, stream: Any = None) -> logging.Handler:
     out = logging.StreamHandler(stream or sys.stderr)
     out.addFilter(RequestContext())
     out.setFormatter(formatter(kind))
-    out.set_name("portal")
     return out
 
 
@@ -113,7 +112,9 @@ def init_app(app: Flask) -> None:
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == "portal"]:
         root.removeHandler(old)
-    root.addHandler(handler(app.config["LOG_FORMAT"]))
+    installed = handler(app.config["LOG_FORMAT"])
+    installed.set_name("portal")
+    root.addHandler(installed)
     # our INFO lines (the access line, mail sent to the console); libraries keep
     # the root's WARNING, except the debugging server's "Running on …"
     logging.getLogger("oidc_provider").setLevel(logging.INFO)
