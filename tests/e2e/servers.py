@@ -1,5 +1,5 @@
 """The processes the end-to-end tests talk to, started the way `make run` and
-`make demo` start them: the provider (`flask db upgrade`, then `flask run`),
+`make demo` start them: the provider (`flask db upgrade`, then `flask serve`),
 the demo relying-party apps (`python -m examples.demo_rp`), and a small
 callback server standing in for an RP that has no web server of its own.
 
@@ -30,6 +30,7 @@ BIN = Path(sys.executable).parent  # the virtualenv's bin/ (pytest runs from .ve
 HOST = "127.0.0.1"
 START_TIMEOUT = 30  # seconds for a process to answer its health check
 STOP_TIMEOUT = 10  # seconds for a process to exit after SIGTERM before SIGKILL
+SERVE = [str(BIN / "flask"), "--app", "oidc_provider", "serve"]  # on WEB_HOST:WEB_PORT, as `make run`
 
 
 def url(port: int) -> str:
@@ -124,9 +125,11 @@ def provider_env(
 ) -> dict[str, str]:
     """The environment of `make run`, pointed at `folder` and the test SMTP server, with
     limits high enough for one IP address (127.0.0.1) to run every test."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "OIDC_", "MAIL_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "OIDC_", "MAIL_", "WEB_"))}
     env.update(
         PYTHONUNBUFFERED="1",
+        WEB_HOST=HOST,
+        WEB_PORT=str(port),
         OIDC_ISSUER=url(port),
         DATABASE_URL=f"sqlite:///{folder / 'e2e.sqlite3'}",
         OIDC_KEYS_DIR=str(folder / "keys"),
@@ -149,15 +152,14 @@ def provider_env(
 def provider_process(
     folder: Path, port: int, smtp_port: int, clients: list[dict], **settings: str
 ) -> Iterator[Provider]:
-    """Write the clients file, migrate the database, and serve with `flask run` as `make run` does."""
+    """Write the clients file, migrate the database, and serve with `flask serve` as `make run` does."""
     folder.mkdir(parents=True, exist_ok=True)
     clients_file = folder / "clients.yaml"
     clients_file.write_text(yaml.safe_dump({"clients": clients}, sort_keys=False))
     provider = Provider(url(port), provider_env(folder, port, smtp_port, clients_file, **settings), folder)
     migrated = provider.cli("db", "upgrade")
     assert migrated.returncode == 0, migrated.stderr
-    command = [str(BIN / "flask"), "--app", "oidc_provider", "run", "--host", HOST, "--port", str(port)]
-    with running(command, provider.env, provider.log, f"{provider.url}/healthz"):
+    with running(SERVE, provider.env, provider.log, f"{provider.url}/health/ready"):
         yield provider
 
 

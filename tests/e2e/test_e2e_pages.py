@@ -31,7 +31,7 @@ from .people import (
     set_up_authenticator,
     sign_in_with_password,
 )
-from .servers import BIN, HOST, CallbackServer, Provider, provider_env, running, url
+from .servers import SERVE, CallbackServer, Provider, provider_env, running, url
 
 ACR_MFA = "urn:login-portal:acr:mfa"
 
@@ -101,8 +101,7 @@ def strict_provider(e2e_folder, smtp, consent_app) -> Iterator[Provider]:
     provider = Provider(url(port), env, folder)
     migrated = provider.cli("db", "upgrade")
     assert migrated.returncode == 0, migrated.stderr
-    command = [str(BIN / "flask"), "--app", "oidc_provider", "run", "--host", HOST, "--port", str(port)]
-    with running(command, env, provider.log, f"{provider.url}/healthz"):
+    with running(SERVE, env, provider.log, f"{provider.url}/health/ready"):
         yield provider
 
 
