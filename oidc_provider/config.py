@@ -165,7 +165,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Folder where worker processes share metrics; unset: `flask serve` makes a fresh private one.",
     ),
-    Setting("HEALTH_TIMEOUT", 2, "Seconds the readiness check waits for the database.", int),
+    Setting("HEALTH_TIMEOUT", 2, "Seconds the readiness check's database query may run.", int),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}

@@ -138,3 +138,18 @@ def test_logs_never_contain_a_password_code_token_or_secret(make_app, smtp_serve
     assert len(lines(output)) >= 10  # the journey was logged
     assert "/reset-password/<token>" in text
     assert [name for name, secret in secrets.items() if secret in text] == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("LOG_FORMAT", "xml", "LOG_FORMAT: expected text or json"),
+        ("WEB_WORKERS", "0", "WEB_WORKERS: must be at least 1"),
+    ],
+)
+def test_operating_settings_are_checked_by_name(tmp_path, monkeypatch, name, value, message):
+    from oidc_provider import config
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(config.ConfigError, match=message):
+        config.load(str(tmp_path))
