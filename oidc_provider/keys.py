@@ -256,17 +256,18 @@ def import_keys(folder: Path) -> tuple[list[str], list[str]]:
 
 def export_keys(folder: Path) -> list[Path]:
     """Write every key of the ring to `folder` as JWK files, private parts included."""
+    ring = [(stored, stored.private_key()) for stored in load_keys()]  # all readable before writing any
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     folder.chmod(0o700)
-    return [_write(folder, k) for k in load_keys()]
+    return [_write(folder, stored, key) for stored, key in ring]
 
 
 # -- key files: the import/export format ------------------------------------------
 
 
-def _write(folder: Path, stored: StoredKey) -> Path:
+def _write(folder: Path, stored: StoredKey, key: Key) -> Path:
     body = {
-        "jwk": stored.private_key().as_dict(private=True),
+        "jwk": key.as_dict(private=True),
         "created_at": stored.created_at.isoformat(),
         "activates_at": stored.activates_at.isoformat(),
     }

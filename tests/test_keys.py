@@ -239,6 +239,15 @@ def test_keys_ensure_on_a_database_without_the_table_says_what_to_run(tmp_path, 
     assert response.status_code == 503 and "Traceback" not in response.get_data(as_text=True)
 
 
+def test_keys_ensure_on_postgresql_without_the_table_says_what_to_run(pg_app):
+    with pg_app.app_context():
+        db.session.execute(text("DROP TABLE signing_key"))
+        db.session.commit()
+    result = pg_app.test_cli_runner().invoke(args=["keys", "ensure"])
+    assert result.exit_code == 1 and "flask --app oidc_provider db upgrade" in result.output
+    assert pg_app.test_client().get("/jwks.json").status_code == 503
+
+
 def test_keys_ensure_generates_once(runner, app):
     first = runner.invoke(args=["keys", "ensure"])
     assert first.exit_code == 0 and "generated 2 key(s)" in first.output
