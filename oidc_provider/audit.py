@@ -3,7 +3,7 @@
 Event names: registered, activated, activation_resent, signin_ok,
 signin_failed, locked_out, password_changed, password_reset_requested,
 password_reset, logout, account_disabled, account_enabled, mail_failed,
-mfa_* (enrolled, removed, reset…), key_rotated.
+mfa_* (enrolled, removed, reset…), key_rotated, keys_imported, keys_exported.
 
 `record` adds the row to the current database session and does not commit:
 the event is stored in the same transaction as the change it describes, so

@@ -6,6 +6,8 @@ Each command calls the same service a page calls; none has logic of its own.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +22,9 @@ from .db import db, now
 from .models import AuditEvent, MfaMethod, User
 
 clients_cli = AppGroup("clients", help="The relying-party apps of clients.yaml.")
-keys_cli = AppGroup("keys", help="The signing keys in OIDC_KEYS_DIR.")
+keys_cli = AppGroup(
+    "keys", help="The signing keys (in the database; files in OIDC_KEYS_DIR to import/export)."
+)
 users_cli = AppGroup("users", help="People's accounts: activation, disable/enable, list.")
 audit_cli = AppGroup("audit", help="The audit log of security events.")
 mfa_cli = AppGroup("mfa", help="People's sign-in methods (MFA): show, support reset.")
@@ -57,15 +61,23 @@ def clients_list() -> None:
         click.echo(f"{c.client_id:20} {c.token_endpoint_auth_method:20} {c.name}")
 
 
-def _key_dir():
-    return keys_mod.ring().directory
+@contextmanager
+def _key_ring() -> Iterator[None]:
+    """Keys commands end with the reason when the ring cannot be used (exit 1)."""
+    try:
+        yield
+    except (keys_mod.KeyRingError, OSError) as error:
+        click.echo(f"Error: {error}", err=True)
+        raise SystemExit(1) from None
 
 
 @keys_cli.command("list")
 def keys_list() -> None:
     """Every key with its algorithm, state and when that state ends."""
     lifetime = timedelta(seconds=current_app.config["ID_TOKEN_LIFETIME"])
-    for key, state, until in keys_mod.key_states(keys_mod.read_keys(_key_dir()), now(), lifetime):
+    with _key_ring():
+        stored = keys_mod.load_keys()
+    for key, state, until in keys_mod.key_states(stored, now(), lifetime):
         ends = f"until {until:%Y-%m-%d %H:%M} UTC" if until else ""
         click.echo(f"{key.kid}  {key.alg}  {state:9}  created {key.created_at:%Y-%m-%d %H:%M}  {ends}")
 
@@ -76,8 +88,12 @@ def keys_rotate(alg: tuple[str, ...]) -> None:
     """Publish a new key now; it starts signing after OIDC_KEY_ROTATION_DELAY."""
     delay = timedelta(seconds=current_app.config["OIDC_KEY_ROTATION_DELAY"])
     lifetime = timedelta(seconds=current_app.config["ID_TOKEN_LIFETIME"])
+    with _key_ring():  # a ring that never served yet gets its current keys first
+        keys_mod.ensure_keys(now(), Path(current_app.config["OIDC_KEYS_DIR"]))
     for a in alg or keys_mod.ALGS:
-        new = keys_mod.rotate(_key_dir(), a, now(), delay, lifetime)
+        with _key_ring():
+            new = keys_mod.rotate(a, now(), delay, lifetime)
+        keys_mod.ring().refresh()
         audit.record("key_rotated", alg=a, kid=new.kid, signs_from=new.activates_at.isoformat())
         db.session.commit()
         click.echo(f"{a}: new key {new.kid} published; signs from {new.activates_at:%Y-%m-%d %H:%M} UTC")
@@ -85,8 +101,47 @@ def keys_rotate(alg: tuple[str, ...]) -> None:
 
 @keys_cli.command("ensure")
 def keys_ensure() -> None:
-    """Generate the signing keys if there are none (done at start-up too)."""
-    click.echo(f"signing keys ready in {_key_dir()}")
+    """Make sure every algorithm has a signing key: import the key files of an
+    older version (OIDC_KEYS_DIR) into an empty database, else generate."""
+    folder = Path(current_app.config["OIDC_KEYS_DIR"])
+    with _key_ring():
+        done = keys_mod.ensure_keys(now(), folder)
+    if done.imported:
+        click.echo(f"imported {len(done.imported)} key(s) from {folder}: {', '.join(done.imported)}")
+    if done.generated:
+        click.echo(f"generated {len(done.generated)} key(s): {', '.join(done.generated)}")
+    click.echo("signing keys ready in the database")
+
+
+@keys_cli.command("export")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+def keys_export(folder: Path) -> None:
+    """Write every key to FOLDER as JWK files (private parts included)."""
+    with _key_ring():
+        written = keys_mod.export_keys(folder)
+    audit.record(
+        "keys_exported", folder=str(folder.resolve()), kids=[p.stem.split("-", 1)[1] for p in written]
+    )
+    db.session.commit()
+    click.echo(f"wrote {len(written)} key file(s) to {folder}")
+    click.echo(
+        f"Warning: {folder} now holds the private signing keys in clear (files 0600). Anyone who reads "
+        "them can sign tokens as this provider: keep them as secret as the database, delete them when done.",
+        err=True,
+    )
+
+
+@keys_cli.command("import")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def keys_import(folder: Path) -> None:
+    """Add the JWK files of FOLDER to the ring (keys it already has are skipped)."""
+    with _key_ring():
+        added, skipped = keys_mod.import_keys(folder)
+    keys_mod.ring().refresh()
+    if added:
+        audit.record("keys_imported", folder=str(folder.resolve()), kids=added)
+        db.session.commit()
+    click.echo(f"imported {len(added)} key(s), skipped {len(skipped)} already in the ring")
 
 
 def _echo_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

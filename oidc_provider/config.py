@@ -44,7 +44,11 @@ SETTINGS: tuple[Setting, ...] = (
         "SQLAlchemy URL (sqlite:///… or postgresql+psycopg://…). Unset: SQLite in instance/.",
     ),
     Setting("OIDC_CLIENTS_FILE", "clients.yaml", "The registry of relying-party apps."),
-    Setting("OIDC_KEYS_DIR", "keys", "Folder of the signing keys (JWK files, mode 0600)."),
+    Setting(
+        "OIDC_KEYS_DIR",
+        "keys",
+        "Import/export folder of signing keys (JWK files); read once to import keys of an older version.",
+    ),
     Setting(
         "PORTAL_NAME", "Login Portal", "Shown on every page, in emails and as the authenticator app's issuer."
     ),
@@ -122,6 +126,12 @@ SETTINGS: tuple[Setting, ...] = (
         "OIDC_KEY_ROTATION_DELAY",
         DAY,
         "Seconds a new key is published before it signs (RPs refresh their JWKS cache).",
+        int,
+    ),
+    Setting(
+        "OIDC_KEY_CACHE_SECONDS",
+        30,
+        "Seconds a process serves its cached key ring before re-reading it (keep below the rotation delay).",
         int,
     ),
     # mail and SMS

@@ -288,3 +288,15 @@ class UsedJti(db.Model):
     jti: Mapped[str] = mapped_column(String(200), primary_key=True)  # its SHA-256
     client_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     expires_at: Mapped[datetime]
+
+
+class SigningKey(db.Model):
+    """A key of the signing key ring (keys.py), shared by every instance: the
+    public JWK as the JWKS shows it, the private JWK encrypted (crypto.py)."""
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)  # RFC 7638 thumbprint
+    alg: Mapped[str] = mapped_column(String(10))  # RS256 or ES256
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    private_jwk: Mapped[str] = mapped_column(Text)  # encrypted: never readable without SECRET_KEY
+    created_at: Mapped[datetime]
+    activates_at: Mapped[datetime]  # signs from then on, until a newer key activates
