@@ -85,6 +85,7 @@ def _until(seconds: int) -> str:
 
 
 def locked_message(seconds: int) -> str:
+    """What a locked-out person reads: that, and exactly when to try again."""
     return f"Too many failed attempts. For your security, try again {_until(seconds)}."
 
 
