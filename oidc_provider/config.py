@@ -95,6 +95,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOGIN_LOCKOUT_BASE", MINUTE, "Seconds of the first lockout; each further one doubles.", int),
     Setting("LOGIN_LOCKOUT_MAX", HOUR, "Longest lockout in seconds; never permanent.", int),
     Setting(
+        "KNOWN_DEVICE_LIFETIME",
+        365 * DAY,
+        "Seconds a browser stays known after a sign-in: its wrong guesses have their own lockout.",
+        int,
+    ),
+    Setting(
         "RATELIMIT_STORAGE_URI",
         "memory://",
         "Flask-Limiter storage: memory:// for one process, redis://… for several.",

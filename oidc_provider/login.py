@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from flask import Blueprint, Flask, Response, current_app, flash, redirect, render_template, request, url_for
 
-from . import audit, interaction, messages, mfa, sessions, signin, transactions
+from . import audit, devices, interaction, messages, mfa, sessions, signin, transactions
 from .clients import query_client
 from .db import db, now
 from .forms import CodeForm, LoginForm
@@ -17,7 +17,7 @@ from .models import LoginTransaction, MfaMethod, User
 from .security import client_ip, limiter, row_id, safe_next
 
 bp = Blueprint("login", __name__)
-STATUS = {"invalid": 422, "wrong": 401, "locked": 429, "disabled": 403, "not_activated": 403}
+STATUS = {"invalid": 422, "wrong": 401, "replayed": 401, "locked": 429, "disabled": 403, "not_activated": 403}
 
 
 def _failed(response: Response) -> bool:
@@ -53,11 +53,13 @@ def finish(
     acr: str,
     *,
     mfa: bool,
+    method: MfaMethod | None = None,
     trust: bool = False,
     tx: LoginTransaction | None = None,
     then: str | None = None,
 ) -> Response:
-    """Start the SSO session and go on; the only way a sign-in completes."""
+    """Start the SSO session and go on; the only way a sign-in completes.
+    `method`: the MFA method whose code was accepted, if any."""
     next_url = (sessions.pending() or {}).get("next")
     signin.record_success(user)
     sso = sessions.start(user, amr, acr, now() if mfa else None)
@@ -67,11 +69,13 @@ def finish(
         email=user.email,
         client_id=tx.client_id if tx else None,
         amr=amr,
+        method=method.kind if method else None,
         sid=sso.sid,
         ip=client_ip(),
     )
     db.session.commit()
     response = redirect(then or continue_url(tx, next_url))
+    devices.remember(response, user)
     if trust:
         sessions.trust_this_computer(response, user)
     return response
@@ -176,12 +180,19 @@ def second_factor() -> Response | str:
         return redirect(url_for("login.second_factor"))
     message, status = None, 200
     if form.validate_on_submit():
-        message, status = _check_code(user, method, form.code.data, tx)
-        if message is None:
+        result = signin.check_code(user, method, form.code.data, tx.client_id if tx else None)
+        if result.error is None:
             trust = bool(form.trust.data) and not pending.get("step_up") and not pending.get("reauth")
-            return finish(user, AMR[method.kind], interaction.ACR_MFA, mfa=True, trust=trust, tx=tx)
+            return finish(
+                user, AMR[method.kind], interaction.ACR_MFA, mfa=True, method=method, trust=trust, tx=tx
+            )
+        message, status = result.error, STATUS[result.kind]
     elif request.method == "POST":
         status = 422
+    standing = signin.standing(user)  # said before any code is typed: locked (until when), or the last try
+    if standing.locked:
+        status = 429
+    message = message or standing.message
     form.method.data = str(method.id)
     return render_template(
         "login/code.html",
@@ -197,6 +208,7 @@ def second_factor() -> Response | str:
         reauth=pending.get("reauth", False),
         cancel=pending.get("next") or url_for("portal.home"),
         code_sent=_code_sent(method),
+        locked=standing.locked,
     ), status
 
 
@@ -204,21 +216,6 @@ def _code_sent(method: MfaMethod) -> bool:
     """An emailed or texted code is on its way and still valid."""
     sent = method.code_sent_at
     return sent is not None and now() - sent < timedelta(seconds=current_app.config["OTP_DELIVERY_STEP"])
-
-
-def _check_code(
-    user: User, method: MfaMethod, code: str, tx: LoginTransaction | None
-) -> tuple[str | None, int]:
-    """None when the code is right; otherwise the message and status to show."""
-    if seconds := signin.locked_for(user):
-        return signin.locked_message(seconds), 429
-    result = mfa.verify(method, code)
-    if result.ok:
-        return None, 200
-    signin.record_failure(user, "mfa_failed", tx.client_id if tx else None)
-    if seconds := signin.locked_for(user):
-        return signin.locked_message(seconds), 429
-    return messages.code_refusal(result, method.kind), 401
 
 
 @bp.post("/login/code/send")
@@ -230,7 +227,8 @@ def send_code() -> Response:
     method = _chosen(user, request.form.get("method"))
     if method is None or method.kind == "totp":
         return redirect(url_for("login.second_factor"))
-    flash(*messages.code_sent(method, mfa.send_code(method, "signin")))
+    if not signin.standing(user).locked:  # a code could not be used before the lockout ends: none is sent
+        flash(*messages.code_sent(method, mfa.send_code(method, "signin")))
     return redirect(url_for("login.second_factor", method=method.id))
 
 
@@ -254,6 +252,7 @@ def enrolled() -> Response:
         AMR[method.kind],
         interaction.ACR_MFA,
         mfa=True,
+        method=method,
         tx=tx,
         then=url_for("portal.mfa_welcome", next=going_on),
     )

@@ -363,15 +363,16 @@ def _seconds_since(moment: datetime) -> float:
 def send_code(method: MfaMethod, purpose: str = "signin") -> SendResult:
     """Email or text the current code of `method` (a purpose from PURPOSES).
 
-    Refused during the OTP_RESEND_COOLDOWN after a code and beyond
-    OTP_SENDS_PER_HOUR. Within one step an untried code is sent again as it
+    Refused during the OTP_RESEND_COOLDOWN after an unused code for the same
+    purpose (a used enrolment code does not delay the first sign-in code) and
+    beyond OTP_SENDS_PER_HOUR. Within one step an untried code is sent again as it
     was (both messages work); once it was tried or accepted, the secret is
     renewed, so the new code, with a fresh OTP_MAX_ATTEMPTS tries, differs."""
     if method.kind == "totp":
         raise ValueError("authenticator codes are not sent")
     if purpose not in PURPOSES:
         raise ValueError(f"unknown purpose {purpose!r}")
-    waiting = _send_refusal(method)
+    waiting = _send_refusal(method, purpose)
     if waiting:
         return waiting
     renew = _code_spent(method)
@@ -381,14 +382,14 @@ def send_code(method: MfaMethod, purpose: str = "signin") -> SendResult:
         return SendResult(SendOutcome.FAILED)
     if renew:  # a new secret has no time step accepted yet
         method.secret, method.last_timecode = _encrypt(secret), None
-    _count_send(method)
+    _count_send(method, purpose)
     db.session.commit()
     return SendResult(SendOutcome.SENT)
 
 
-def _send_refusal(method: MfaMethod) -> SendResult | None:
+def _send_refusal(method: MfaMethod, purpose: str) -> SendResult | None:
     cfg = current_app.config
-    if method.code_sent_at is not None:
+    if _code_waiting(method, purpose):
         left = cfg["OTP_RESEND_COOLDOWN"] - _seconds_since(method.code_sent_at)
         if left > 0:
             return SendResult(SendOutcome.COOLDOWN, math.ceil(left))
@@ -398,6 +399,17 @@ def _send_refusal(method: MfaMethod) -> SendResult | None:
             SendOutcome.HOURLY_LIMIT, math.ceil(HOUR - _seconds_since(method.send_window_start))
         )
     return None
+
+
+def _code_waiting(method: MfaMethod, purpose: str) -> bool:
+    """A code for `purpose` was sent and not accepted yet: the one the cooldown
+    protects (the person may still be waiting for it)."""
+    sent = method.code_sent_at
+    if sent is None or method.code_purpose not in (purpose, None):  # None: sent before purposes were kept
+        return False
+    sent_step = timestamp(sent) // current_app.config["OTP_DELIVERY_STEP"]
+    accepted = method.last_timecode is not None and method.last_timecode >= sent_step
+    return not accepted
 
 
 def _window_open(method: MfaMethod) -> bool:
@@ -411,11 +423,12 @@ def _code_spent(method: MfaMethod) -> bool:
     return accepted or method.attempts > 0
 
 
-def _count_send(method: MfaMethod) -> None:
+def _count_send(method: MfaMethod, purpose: str) -> None:
     if not _window_open(method):
         method.send_window_start, method.sends_in_window = now(), 0
     method.sends_in_window += 1
     method.code_sent_at = now()
+    method.code_purpose = purpose
     method.attempts = 0
 
 

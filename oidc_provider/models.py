@@ -60,6 +60,26 @@ class LoginThrottle(db.Model):
     locked_until: Mapped[datetime | None]
 
 
+class KnownDevice(db.Model):
+    """A browser where the user completed a sign-in before (devices.py). Wrong
+    guesses made from it count here, not against the account, so guesses from
+    anywhere else never lock the owner out of it. It skips nothing. The
+    browser's cookie holds the token whose SHA-256 is `token_hash`."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(200))  # "Firefox on Windows"
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    last_seen_at: Mapped[datetime] = mapped_column(default=now)  # the last sign-in completed here
+    # its own guessing limit, as User.failed_logins…
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    lockouts: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship()
+
+
 class MfaMethod(db.Model):
     """One second factor: `totp` (authenticator app), `email` or `sms`."""
 
@@ -73,6 +93,7 @@ class MfaMethod(db.Model):
     last_used_at: Mapped[datetime | None]
     last_timecode: Mapped[int | None]  # replay guard: the last time step accepted
     code_sent_at: Mapped[datetime | None]
+    code_purpose: Mapped[str | None] = mapped_column(String(10))  # what the last sent code was for (PURPOSES)
     send_window_start: Mapped[datetime | None]
     sends_in_window: Mapped[int] = mapped_column(default=0)
     attempts: Mapped[int] = mapped_column(default=0)  # wrong tries for the current sent code

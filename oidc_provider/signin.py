@@ -1,7 +1,15 @@
-"""Sign-in decisions: check a password, count failures and lock out for a
-while (doubling, never permanently), and say which second step comes next.
+"""Sign-in decisions: check a password or a code against the guessing limit
+(lockout.py), say what a locked-out person can do and when, and which
+second step comes next.
 
-No Flask request here: views pass what they read from it.
+Guesses count on the record of the browser they come from (devices.py): a
+browser where the account finished a sign-in before has its own count and
+lockout; any other counts against the account. An address without an account
+is counted as an account would be (LoginThrottle), so the lockout never tells
+which addresses have one.
+
+No Flask request here: views pass what they read from it (the device cookie
+is read by devices.py).
 """
 
 from __future__ import annotations
@@ -9,12 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from . import accounts, audit, passwords
+from . import accounts, audit, devices, lockout, messages, mfa, passwords
 from .db import db, now, token_hash
-from .models import LoginThrottle, User
+from .lockout import Counted
+from .models import KnownDevice, LoginThrottle, MfaMethod, User
 
 WRONG = "The email address or password is not right."
 
@@ -26,53 +34,97 @@ class PasswordResult:
     kind: str = "ok"  # ok, wrong, locked, not_activated, disabled
 
 
-def locked_for(user: User | LoginThrottle) -> int:
-    """Seconds left of the lockout of an account, or of an address without one (0: not locked)."""
-    if user.locked_until is None:
-        return 0
-    return max(0, int((user.locked_until - now()).total_seconds()))
+@dataclass(frozen=True)
+class CodeResult:
+    """What `check_code` decided: None for a right code, else the message."""
+
+    error: str | None = None
+    kind: str = "ok"  # ok, wrong, replayed, locked
 
 
-def _minutes(seconds: int) -> str:
-    minutes = max(1, -(-seconds // 60))
+@dataclass(frozen=True)
+class Standing:
+    """Where this browser stands with the guessing limit of an account, for the
+    code page before any code is typed: locked out (and until when), one
+    try from a lockout, or neither (`message` None)."""
+
+    message: str | None = None
+    locked: bool = False
+
+
+def counter(user: User) -> User | KnownDevice:
+    """The count a guess for `user` from this browser goes to: the browser's
+    own if it is known for the account, else the account's."""
+    return devices.known(user) or user
+
+
+def locked_for(counted: Counted) -> int:
+    """Seconds left of a lockout (0: not locked)."""
+    return lockout.seconds_left(counted)
+
+
+def _duration(seconds: int) -> str:
+    """ "1 minute", "2 minutes", "90 seconds"."""
+    if seconds % 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = seconds // 60
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
+def _until(seconds: int) -> str:
+    """When a lockout of `seconds` from now ends, exactly: "in 47 seconds", or
+    for longer ones the minute from which a try is accepted, "at 08:43 UTC"
+    (a static page cannot count down, but a time of day stays true)."""
+    if seconds < 120:
+        return f"in {seconds} second{'s' if seconds != 1 else ''}"
+    start, end = now(), now() + timedelta(seconds=seconds)
+    if end.second or end.microsecond:  # round up: the minute shown is never too early
+        end = end.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    day = "" if end.date() == start.date() else f" on {end.day} {end:%B}"
+    return f"at {end:%H:%M} UTC{day}"
+
+
 def locked_message(seconds: int) -> str:
-    return f"Too many failed attempts. For your security, try again in {_minutes(seconds)}."
+    """What a locked-out person reads: that, and exactly when to try again."""
+    return f"Too many failed attempts. For your security, try again {_until(seconds)}."
 
 
-def _count_failure(counted: User | LoginThrottle) -> int | None:
-    """One more wrong try; after too many a lockout that doubles each time
-    (never permanent): its seconds, when this try started one."""
-    config = current_app.config
-    counted.failed_logins += 1
-    if counted.failed_logins < config["LOGIN_FAILURES_BEFORE_LOCKOUT"]:
+def _refusal(counted: Counted) -> str:
+    """Why a guess was not even judged: a lockout, or every try taken by
+    guesses still being judged (the lockout they will most likely start)."""
+    return locked_message(locked_for(counted) or lockout.next_lockout(counted))
+
+
+def warning(counted: Counted) -> str | None:
+    """Before the last try: what it risks."""
+    if lockout.tries_left(counted) != 1:
         return None
-    counted.lockouts += 1
-    seconds = min(config["LOGIN_LOCKOUT_BASE"] * 2 ** (counted.lockouts - 1), config["LOGIN_LOCKOUT_MAX"])
-    counted.locked_until = now() + timedelta(seconds=seconds)
-    counted.failed_logins = 0
-    return seconds
+    return f"1 try left before a lockout of {_duration(lockout.next_lockout(counted))}."
 
 
-def record_failure(user: User, event: str, client_id: str | None = None) -> None:
-    """A wrong password or code: count it; lock the account for a while after too many."""
-    audit.record(event, user=user, email=user.email, client_id=client_id, outcome="failed")
-    if seconds := _count_failure(user):
-        audit.record(
-            "locked_out", user=user, email=user.email, client_id=client_id, outcome="failed", seconds=seconds
-        )
+def _with_warning(message: str, counted: Counted) -> str:
+    extra = warning(counted)
+    return f"{message} {extra}" if extra else message
+
+
+def _count_wrong(counted: Counted, event: str, user: User | None = None, **details: object) -> None:
+    """A judged guess was wrong: record it; lock out for a while after too many (commits)."""
+    if user is not None:
+        details = {"email": user.email, **details}
+    audit.record(event, user=user, outcome="failed", **details)
+    if seconds := lockout.failed(counted):
+        scope = "device" if isinstance(counted, KnownDevice) else "account"
+        audit.record("locked_out", user=user, outcome="failed", seconds=seconds, scope=scope, **details)
     db.session.commit()
 
 
 def record_success(user: User) -> None:
     """A finished sign-in (password and, unless skipped, a code) or a re-checked
-    password of a signed-in user: the wrong tries so far are forgiven (caller
-    commits). A right password alone is not enough: the code's guesses count on."""
-    user.failed_logins = 0
-    user.lockouts = 0
-    user.locked_until = None
+    password of a signed-in user: the wrong tries so far counted for this
+    browser are forgiven (caller commits). A right password alone is not
+    enough: the code's guesses count on. Guesses made elsewhere are not
+    forgiven by the owner's sign-in on a known browser."""
+    lockout.reset(counter(user))
 
 
 def check_password(email: str, password: str, client_id: str | None = None) -> PasswordResult:
@@ -81,17 +133,19 @@ def check_password(email: str, password: str, client_id: str | None = None) -> P
     user = accounts.find_user(email or "")
     if user is None:
         return _no_account(accounts.normalize_email(email or ""), password, client_id)
-    if seconds := locked_for(user):
+    counted = counter(user)
+    if not lockout.reserve(counted):
         passwords.dummy_verify(password)
-        return PasswordResult(None, locked_message(seconds), "locked")
+        return PasswordResult(None, _refusal(counted), "locked")
     if not passwords.verify_password(user.password_hash, password):
-        record_failure(user, "signin_failed", client_id)
-        if seconds := locked_for(user):
+        _count_wrong(counted, "signin_failed", user, client_id=client_id)
+        if seconds := locked_for(counted):
             return PasswordResult(None, locked_message(seconds), "locked")
-        return PasswordResult(None, WRONG, "wrong")
+        return PasswordResult(None, _with_warning(WRONG, counted), "wrong")
+    lockout.release(counted)
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
-        db.session.commit()
+    db.session.commit()
     if user.disabled_at is not None:
         return PasswordResult(None, "This account has been disabled. Please contact support.", "disabled")
     if user.activated_at is None:
@@ -104,40 +158,73 @@ def check_password(email: str, password: str, client_id: str | None = None) -> P
     return PasswordResult(user)
 
 
+def _throttle(address: str) -> LoginThrottle:
+    """The count of an address without an account, made at its first guess."""
+    key = token_hash(address)
+    throttle = db.session.get(LoginThrottle, key)
+    if throttle is not None:
+        return throttle
+    db.session.add(LoginThrottle(email_hash=key, failed_logins=0, lockouts=0))
+    try:
+        db.session.commit()
+    except IntegrityError:  # a concurrent first guess at this address made the row
+        db.session.rollback()
+    return db.session.get(LoginThrottle, key)
+
+
 def _no_account(address: str, password: str, client_id: str | None) -> PasswordResult:
     """A password for an address without an account: wrong, and counted as for
     an account, so that its lockout comes as an account's would."""
-    key = token_hash(address)
-    throttle = db.session.get(LoginThrottle, key) or LoginThrottle(
-        email_hash=key, failed_logins=0, lockouts=0
-    )
+    throttle = _throttle(address)
     passwords.dummy_verify(password)
+    if not lockout.reserve(throttle):
+        return PasswordResult(None, _refusal(throttle), "locked")
+    _count_wrong(throttle, "signin_failed", email=address[:320], client_id=client_id, reason="unknown email")
     if seconds := locked_for(throttle):
         return PasswordResult(None, locked_message(seconds), "locked")
-    db.session.add(throttle)
-    details = {"email": address[:320], "client_id": client_id, "outcome": "failed", "reason": "unknown email"}
-    audit.record("signin_failed", **details)
-    if seconds := _count_failure(throttle):
-        audit.record("locked_out", seconds=seconds, **details)
-    try:
+    return PasswordResult(None, _with_warning(WRONG, throttle), "wrong")
+
+
+def check_code(user: User, method: MfaMethod, code: str, client_id: str | None = None) -> CodeResult:
+    """The second sign-in step: a code for one of the user's methods, judged
+    only while the guessing limit allows. A replayed code (already accepted)
+    is refused but is no guess: it does not count."""
+    counted = counter(user)
+    if not lockout.reserve(counted):
+        return CodeResult(_refusal(counted), "locked")
+    result = mfa.verify(method, code)
+    if result.ok or result.outcome is mfa.Outcome.REPLAYED:
+        lockout.release(counted)
         db.session.commit()
-    except IntegrityError:  # a concurrent first try at this address made its row; this one goes uncounted
-        db.session.rollback()
-    if seconds := locked_for(throttle):
-        return PasswordResult(None, locked_message(seconds), "locked")
-    return PasswordResult(None, WRONG, "wrong")
+        return (
+            CodeResult() if result.ok else CodeResult(messages.code_refusal(result, method.kind), "replayed")
+        )
+    _count_wrong(counted, "mfa_failed", user, client_id=client_id, method=method.kind)
+    if seconds := locked_for(counted):
+        return CodeResult(locked_message(seconds), "locked")
+    return CodeResult(_with_warning(messages.code_refusal(result, method.kind), counted), "wrong")
+
+
+def standing(user: User) -> Standing:
+    """This browser's standing with `user`'s guessing limit (the code page)."""
+    counted = counter(user)
+    if seconds := locked_for(counted):
+        return Standing(locked_message(seconds), locked=True)
+    return Standing(warning(counted))
 
 
 def check_current_password(user: User, password: str) -> str | None:
     """Re-check a signed-in user's password (changing it); wrong guesses count
     towards the same lockout as at sign-in. None when right, else the message."""
-    if seconds := locked_for(user):
-        return locked_message(seconds)
+    counted = counter(user)
+    if not lockout.reserve(counted):
+        passwords.dummy_verify(password)
+        return _refusal(counted)
     if passwords.verify_password(user.password_hash, password):
         record_success(user)
         db.session.commit()
         return None
-    record_failure(user, "password_change_failed")
-    if seconds := locked_for(user):
+    _count_wrong(counted, "password_change_failed", user)
+    if seconds := locked_for(counted):
         return locked_message(seconds)
-    return "Your current password is not right."
+    return _with_warning("Your current password is not right.", counted)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -410,6 +411,66 @@ def test_signing_in_with_an_email_or_sms_code(app, rp, devices, clock, kind):
     refused = password_and_code(app, rp.user, code, method=chosen)
     assert refused.status_code == 401
     assert "That code was already used. Send a new code." in text(refused)
+
+
+def test_after_adding_email_codes_the_next_sign_in_gets_an_email_code_at_once(app, rp, devices, clock):
+    """The resend wait counts only unused sign-in codes: the enrolment code,
+    used a moment ago, must not hold back the first sign-in code."""
+    signed_in(rp)
+    target = TARGETS["email"][0]
+    assert path(add_method(rp.browser, devices, "email", target)) == "/account/mfa"
+    rp.browser.post("/logout", data={"confirm": "1"})
+    clock.advance(seconds=10)  # well within OTP_RESEND_COOLDOWN of the enrolment code
+
+    rp.browser.post("/login", data={"email": rp.user.email, "password": rp.user.password})
+    chosen = str(method_id(app, rp.user, "email"))
+    response = rp.browser.post("/login/code/send", data={"method": chosen})
+    assert f"We sent a code to {MASKED[target]}" in page(rp.browser, response.location)
+    assert len(devices.received(target)) == 2  # the enrolment code, then this one
+    response = rp.browser.post("/login/code", data={"method": chosen, "code": devices.code(target)})
+    assert response.status_code == 302
+
+    rp.browser.post("/logout", data={"confirm": "1"})
+    rp.browser.post("/login", data={"email": rp.user.email, "password": rp.user.password})
+    response = rp.browser.post("/login/code/send", data={"method": chosen})  # that code is used too
+    assert f"We sent a code to {MASKED[target]}" in page(rp.browser, response.location)
+    response = rp.browser.post("/login/code/send", data={"method": chosen})  # this one is not
+    assert "You can ask for a new one in 30 seconds" in page(rp.browser, response.location)
+    assert len(devices.received(target)) == 3
+
+
+def test_sign_ins_and_wrong_codes_are_audited_with_their_method(app, rp, devices, clock):
+    """The metrics count MFA by method from signin_ok and mfa_failed."""
+    target = TARGETS["sms"][0]
+    give_method(app, devices, rp.user, "sms", target)
+    clock.advance(seconds=60)
+    signed_in(rp, trust=True)  # the authenticator
+    rp.browser.delete_cookie("portal_session")  # the browser was closed
+    rp.browser.post("/login", data={"email": rp.user.email, "password": rp.user.password})  # trusted: no code
+    rp.browser.post("/logout", data={"confirm": "1"})  # forgets the trusted computer
+
+    rp.browser.post("/login", data={"email": rp.user.email, "password": rp.user.password})
+    assert rp.browser.post("/login/code", data={"code": not_a_code(*app_codes(rp))}).status_code == 401
+    chosen = str(method_id(app, rp.user, "sms"))
+    rp.browser.post("/login/code/send", data={"method": chosen})
+    code = devices.code(target)
+    assert (
+        rp.browser.post("/login/code", data={"method": chosen, "code": not_a_code(code)}).status_code == 401
+    )
+    assert rp.browser.post("/login/code", data={"method": chosen, "code": code}).status_code == 302
+
+    assert [e["method"] for e in events(app, rp.user, "signin_ok")] == ["sms", None, "totp"]  # newest first
+    assert [e["method"] for e in events(app, rp.user, "mfa_failed")] == ["sms", "totp"]
+
+
+def app_codes(rp: RP) -> list[str]:
+    """Every code the authenticator would accept now (the adjacent steps too)."""
+    return [rp.user.totp.at(rp.clock.now + timedelta(seconds=s)) for s in (-30, 0, 30)]
+
+
+def not_a_code(*valid: str) -> str:
+    """A 6-digit code that is none of `valid`."""
+    return next(c for c in ("000000", "111111", "222222", "333333") if c not in valid)
 
 
 # -- a second method during the first sign-in -----------------------------------------------
