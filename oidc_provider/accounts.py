@@ -27,7 +27,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.routing import BuildError
 
-from . import audit, delivery, logout, passwords, sessions
+from . import addresses, audit, delivery, logout, passwords, sessions
 from .db import db, new_token, now, same, token_hash
 from .models import AccountToken, AuditEvent, SsoSession, Token, User
 
@@ -94,9 +94,9 @@ class NoAccount(LookupError):
 
 
 def normalize_email(email: str) -> str:
-    """The form addresses are stored and looked up in: trimmed, lowercased
-    (one account per mailbox, whatever the capitals typed)."""
-    return email.strip().lower()
+    """The form addresses are stored and looked up in (`addresses.normalize`):
+    one account per mailbox, whatever the capitals typed."""
+    return addresses.normalize(email)
 
 
 def find_user(email: str) -> User | None:
@@ -132,8 +132,8 @@ def register_user(name: str, email: str, password: str) -> Sent:
 
     An address that already has an account gets an "already registered"
     email instead (with a fresh activation link if it is still pending).
-    Raises PasswordRejected before anything is stored."""
-    email = normalize_email(email)
+    Raises AddressRejected or PasswordRejected before anything is stored."""
+    email = addresses.check(email)
     problems = passwords.policy_problems(password, email)
     if problems:
         raise PasswordRejected(problems)
@@ -158,9 +158,9 @@ def register_user(name: str, email: str, password: str) -> Sent:
 
 def create_user(name: str, email: str, password: str, *, activated: bool = False) -> User:
     """An account made by an admin (`users create`): the same password policy;
-    activated at once or sent an activation link. Raises PasswordRejected, or
-    ValueError when the address already has an account."""
-    email = normalize_email(email)
+    activated at once or sent an activation link. Raises AddressRejected or
+    PasswordRejected, or ValueError when the address already has an account."""
+    email = addresses.check(email)
     problems = passwords.policy_problems(password, email)
     if problems:
         raise PasswordRejected(problems)

@@ -3,15 +3,25 @@ password managers and one-time-code autofill work."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, RadioField, StringField, TelField
-from wtforms.validators import DataRequired, Email, EqualTo, Length, Regexp
+from wtforms.validators import DataRequired, EqualTo, Length, Regexp, StopValidation
 
-EMAIL = [
-    DataRequired("Enter your email address."),
-    Email("Enter an email address like name@example.com."),
-    Length(max=320),
-]
+from . import addresses
+
+
+def _address(form: Any, field: Any) -> None:
+    """The provider's one address rule (`addresses.check`); the field keeps
+    the stored form of the address."""
+    try:
+        field.data = addresses.check(field.data)
+    except addresses.AddressRejected as rejected:
+        raise StopValidation(str(rejected)) from None
+
+
+EMAIL = [DataRequired("Enter your email address."), Length(max=320), _address]
 CODE = [
     DataRequired("Enter the 6-digit code."),
     Regexp(r"^\s*\d{3}\s?\d{3}\s*$", message="The code has 6 digits."),
