@@ -18,6 +18,7 @@ keeps that too slow to enumerate with.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -86,6 +87,10 @@ class LinkInvalid(Exception):
         self.user = user
 
 
+class NameRejected(ValueError):
+    """The name cannot be a person's name; the message is a sentence for people."""
+
+
 class NoAccount(LookupError):
     """No account has that email address (command line only: pages never say)."""
 
@@ -124,6 +129,25 @@ def list_users() -> list[User]:
     return list(db.session.scalars(db.select(User).order_by(User.created_at, User.id)))
 
 
+NAME_MAX = 200
+# Unicode bidi embeddings, overrides and isolates: they reorder the text around a
+# name (in a page or a mail) without being seen
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def check_name(name: str | None) -> str:
+    """A person's full name, trimmed: any script, no control characters (line
+    breaks, NUL, bidi overrides). Raises NameRejected."""
+    text = (name or "").strip()
+    if not text:
+        raise NameRejected("Enter your full name.")
+    if len(text) > NAME_MAX:
+        raise NameRejected(f"Use at most {NAME_MAX} characters for your name.")
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") or c in BIDI_CONTROLS for c in text):
+        raise NameRejected("Your name cannot contain line breaks or other control characters.")
+    return text
+
+
 # --- register and activate -----------------------------------------------------------
 
 
@@ -132,8 +156,10 @@ def register_user(name: str, email: str, password: str) -> Sent:
 
     An address that already has an account gets an "already registered"
     email instead (with a fresh activation link if it is still pending).
-    Raises AddressRejected or PasswordRejected before anything is stored."""
+    Raises AddressRejected, NameRejected or PasswordRejected before anything
+    is stored."""
     email = addresses.check(email)
+    name = check_name(name)
     problems = passwords.policy_problems(password, email)
     if problems:
         raise PasswordRejected(problems)
@@ -141,9 +167,7 @@ def register_user(name: str, email: str, password: str) -> Sent:
     existing = find_user(email)
     if existing is not None:
         return _notify_existing(existing)
-    user = User(
-        sub=new_token(16), email=email, name=name.strip(), password_hash=password_hash, created_at=now()
-    )
+    user = User(sub=new_token(16), email=email, name=name, password_hash=password_hash, created_at=now())
     db.session.add(user)
     try:
         db.session.flush()
@@ -159,8 +183,10 @@ def register_user(name: str, email: str, password: str) -> Sent:
 def create_user(name: str, email: str, password: str, *, activated: bool = False) -> User:
     """An account made by an admin (`users create`): the same password policy;
     activated at once or sent an activation link. Raises AddressRejected or
-    PasswordRejected, or ValueError when the address already has an account."""
+    NameRejected or PasswordRejected, or ValueError when the address already
+    has an account."""
     email = addresses.check(email)
+    name = check_name(name)
     problems = passwords.policy_problems(password, email)
     if problems:
         raise PasswordRejected(problems)
@@ -169,7 +195,7 @@ def create_user(name: str, email: str, password: str, *, activated: bool = False
     user = User(
         sub=new_token(16),
         email=email,
-        name=name.strip(),
+        name=name,
         password_hash=passwords.hash_password(password),
         created_at=now(),
         activated_at=now() if activated else None,
@@ -425,8 +451,11 @@ def _sent_since(user: User, purpose: str, since: datetime) -> list[datetime]:
 
 
 def _mail(user: User, subject: str, template: str, **context: object) -> Sent:
-    """Send; a failure is audited (the account and its tokens stay)."""
-    if delivery.send_mail(user.email, subject, template, name=user.name, **context):
+    """Send; a failure is audited (the account and its tokens stay). Mail to an
+    address not yet verified (no activation yet) greets without the name: it
+    was typed by whoever registered, maybe not the owner of the mailbox."""
+    name = user.name if user.activated_at is not None else None
+    if delivery.send_mail(user.email, subject, template, name=name, **context):
         return Sent.SENT
     audit.record("mail_failed", user=user, outcome="failed", template=template)
     db.session.commit()

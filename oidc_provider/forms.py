@@ -9,7 +9,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, RadioField, StringField, TelField
 from wtforms.validators import DataRequired, EqualTo, Length, Regexp, StopValidation
 
-from . import addresses
+from . import accounts, addresses
 
 
 def _address(form: Any, field: Any) -> None:
@@ -22,6 +22,16 @@ def _address(form: Any, field: Any) -> None:
 
 
 EMAIL = [DataRequired("Enter your email address."), Length(max=320), _address]
+
+
+def _name(form: Any, field: Any) -> None:
+    """A person's name as accounts accept it (`accounts.check_name`)."""
+    try:
+        field.data = accounts.check_name(field.data)
+    except accounts.NameRejected as rejected:
+        raise StopValidation(str(rejected)) from None
+
+
 CODE = [
     DataRequired("Enter the 6-digit code."),
     Regexp(r"^\s*\d{3}\s?\d{3}\s*$", message="The code has 6 digits."),
@@ -60,7 +70,9 @@ class SendCodeForm(FlaskForm):
 
 
 class RegisterForm(FlaskForm):
-    name = StringField("Full name", [DataRequired("Enter your full name."), Length(max=200)], **_ac("name"))
+    name = StringField(
+        "Full name", [DataRequired("Enter your full name."), Length(max=200), _name], **_ac("name")
+    )
     email = EmailField("Email address", EMAIL, **_ac("email"))
     password = PasswordField("Password", [DataRequired("Choose a password.")], **_ac("new-password"))
     confirm = PasswordField(

@@ -477,3 +477,42 @@ def test_users_list_shows_each_state_in_columns(mail_app, client, smtp_server, a
     assert "active" in lines[1] and "pending activation" in lines[2] and "disabled" in lines[3]
     assert len({line.index("Ann Example") for line in lines[1:]}) == 1  # aligned
     assert runner.invoke(args=["users", "disable", "nobody@example.com", "--reason", "x"]).exit_code == 1
+
+
+# --- what registrants type never reaches someone else's mailbox ----------------------------
+
+INJECTED = (
+    "Security team. Your Login Portal account was flagged. Verify within 24 hours at "
+    "https://login-portal-verify.example/id or it is deleted. Ignore the link below, it has expired. Regards"
+)
+
+
+def test_mail_to_an_address_not_yet_verified_greets_without_the_typed_name(mail_app, client, smtp_server):
+    """F-11: the registration name (any text, URLs too) went out from the
+    portal's sender to whatever address was typed."""
+    data = {"name": INJECTED, "email": ANN, "password": GOOD, "confirm": GOOD}
+    assert client.post("/register", data=data).status_code == 303
+    activation = smtp_server.last(ANN)
+    for body in (text_of(activation), html_of(activation)):
+        assert "Hello," in body
+        assert "login-portal-verify" not in body and "flagged" not in body
+
+    client.get(path(activation_link(smtp_server)))  # the mailbox's owner activates: the address is verified
+    client.post("/forgot-password", data={"email": ANN})
+    assert f"Hello {INJECTED[:20]}" in text_of(smtp_server.last(ANN))  # names stay once verified
+
+
+@pytest.mark.parametrize(
+    "name", ["Ann\r\nExample", "Ann\u202eelpmaxE", "Ann\u2028Example", "Ann\x1bExample", "  "]
+)
+def test_names_with_control_characters_are_refused(mail_app, client, smtp_server, name):
+    response = client.post("/register", data={"name": name, "email": ANN, "password": GOOD, "confirm": GOOD})
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert "control characters" in page or "Enter your full name." in page
+    assert user(mail_app) is None and smtp_server.messages == []
+    result = mail_app.test_cli_runner().invoke(
+        args=["users", "create", ANN, "--name", name, "--password-stdin"], input=GOOD + "\n"
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert user(mail_app) is None
