@@ -154,10 +154,14 @@ def check_name(name: str | None) -> str:
 def register_user(name: str, email: str, password: str) -> Sent:
     """Create an account pending activation and email its activation link.
 
-    An address that already has an account gets an "already registered"
-    email instead (with a fresh activation link if it is still pending).
-    Raises AddressRejected, NameRejected or PasswordRejected before anything
-    is stored."""
+    Registering an address whose account still awaits activation registers
+    it again: this name and password replace the pending ones, every earlier
+    activation link stops working, and this registration's link is mailed
+    (so whoever holds the mailbox ends up with the password they chose, not
+    one a stranger registered first). An active or disabled account's
+    address gets an "already registered" email instead, without a link that
+    activates anything. Raises AddressRejected, NameRejected or
+    PasswordRejected before anything is stored."""
     email = addresses.check(email)
     name = check_name(name)
     problems = passwords.policy_problems(password, email)
@@ -166,14 +170,14 @@ def register_user(name: str, email: str, password: str) -> Sent:
     password_hash = passwords.hash_password(password)  # also for existing ones: same time spent
     existing = find_user(email)
     if existing is not None:
-        return _notify_existing(existing)
+        return _register_again(existing, name, password_hash)
     user = User(sub=new_token(16), email=email, name=name, password_hash=password_hash, created_at=now())
     db.session.add(user)
     try:
         db.session.flush()
     except IntegrityError:  # registered a moment ago by a concurrent request
         db.session.rollback()
-        return _notify_existing(get_user(email))
+        return _register_again(get_user(email), name, password_hash)
     token = _issue(user, ACTIVATION)
     audit.record("registered", user=user)
     db.session.commit()
@@ -208,32 +212,41 @@ def create_user(name: str, email: str, password: str, *, activated: bool = False
     return user
 
 
-def _notify_existing(user: User) -> Sent:
-    """Tell the owner of an address that it already has an account."""
+def _register_again(user: User, name: str, password_hash: str) -> Sent:
+    """A registration for an address that has an account: a pending one takes
+    this registration's name and password, with a new activation link (the
+    earlier ones stop working); an active or disabled one is only told."""
     pending = user.activated_at is None and user.disabled_at is None
     if not _may_send(user, ACTIVATION if pending else DUPLICATE):
         audit.record("registered", user=user, outcome="limited")
         db.session.commit()
         return Sent.LIMITED
-    token = _issue(user, ACTIVATION) if pending else None
+    if pending:
+        user.name, user.password_hash = name, password_hash
+        _use_all(user, ACTIVATION)
+        token = _issue(user, ACTIVATION)
+        audit.record("registered", user=user, outcome="replaced")
+        db.session.commit()
+        return _mail_link(user, ACTIVATION, token)
     audit.record("registered", user=user, outcome=DUPLICATE)
     db.session.commit()
-    activation_link = delivery.link("account.activate", token=token) if token else None
     return _mail(
         user,
         f"You already have a {_portal()} account",
         "already_registered",
-        activation_link=activation_link,
         login_link=_login_link(),
         forgot_link=_forgot_link(),
     )
 
 
 def activate(token: str) -> User:
-    """Redeem an activation link: the account becomes active. Raises
-    LinkInvalid (unknown, expired, used)."""
+    """Redeem an activation link: the account becomes active, with the
+    password of the registration the link was sent for. Raises LinkInvalid
+    (unknown, expired, used, or replaced by a newer registration)."""
     row = _redeem(token, ACTIVATION)
     user = row.user
+    if row.password_hash:
+        user.password_hash = row.password_hash
     _mark_activated(user, via=ACTIVATION)
     db.session.commit()
     return user
@@ -369,7 +382,9 @@ def check_link(token: str, purpose: str) -> AccountToken:
     if row is None or not same(row.token_hash, digest):
         raise LinkInvalid("unknown")
     if row.used_at is not None:
-        raise LinkInvalid("used", row.user)
+        # an activation link of an account still pending was replaced by a newer registration
+        replaced = purpose == ACTIVATION and row.user.activated_at is None
+        raise LinkInvalid("replaced" if replaced else "used", row.user)
     if row.expires_at <= now():
         raise LinkInvalid("expired", row.user)
     return row
@@ -390,7 +405,9 @@ def _use_all(user: User, purpose: str) -> None:
 
 
 def _issue(user: User, purpose: str) -> str:
-    """A new token for an emailed link; only its hash is stored (caller commits)."""
+    """A new token for an emailed link; only its hash is stored (caller commits).
+    An activation link keeps the password (hash) it activates: the one the
+    account has now, chosen by the registration it is sent for."""
     token = new_token()
     at = now()
     lifetime = timedelta(seconds=current_app.config[LINK_MAILS[purpose].lifetime])
@@ -401,6 +418,7 @@ def _issue(user: User, purpose: str) -> str:
             token_hash=token_hash(token),
             created_at=at,
             expires_at=at + lifetime,
+            password_hash=user.password_hash if purpose == ACTIVATION else None,
         )
     )
     return token

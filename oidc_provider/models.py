@@ -92,6 +92,8 @@ class AccountToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=now)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+    # an activation link's: the password it activates, chosen by the registration it was sent for
+    password_hash: Mapped[str | None] = mapped_column(String(200))
 
     user: Mapped[User] = relationship()
 

@@ -210,12 +210,73 @@ def test_duplicate_email_gets_the_same_page_and_an_already_registered_email(
     assert passwords.verify_password(user(mail_app).password_hash, GOOD)  # unchanged
 
 
-def test_registering_again_while_pending_sends_a_fresh_activation_link(mail_app, client, smtp_server, clock):
+ATTACKER = "the attackers own long passphrase"
+
+
+def test_a_stranger_who_registers_an_address_first_never_holds_the_account(mail_app, smtp_server, clock):
+    """F-04 (account pre-hijacking): the attacker registers victim@ with his
+    password; later the victim registers with hers and opens the link she
+    receives. She signs in with HER password; his is refused and he never
+    reaches the MFA enrolment."""
+    attacker, victim = mail_app.test_client(), mail_app.test_client()
+    data = {"name": "Not Ann", "email": ANN, "password": ATTACKER, "confirm": ATTACKER}
+    assert attacker.post("/register", data=data).status_code == 303
+    his_link = activation_link(smtp_server)  # in her mailbox, never seen by him
+
+    clock.advance(minutes=2)
+    assert register(victim).status_code == 303  # her own name and password
+    mail = smtp_server.last(ANN)
+    assert mail["Subject"] == "Activate your Login Portal account"
+    her_link = activation_link(smtp_server)
+    assert her_link != his_link
+
+    replaced = victim.get(path(his_link))
+    assert replaced.status_code == 410 and "This link was replaced" in replaced.get_data(as_text=True)
+    assert 'action="/forgot-password"' in replaced.get_data(as_text=True)
+    opened = victim.get(path(her_link))
+    assert opened.status_code == 200 and "Welcome, Ann Example" in opened.get_data(as_text=True)
+
+    signed_in = victim.post("/login", data={"email": ANN, "password": GOOD})
+    assert signed_in.status_code == 302 and path(signed_in.location) == "/mfa/setup"
+    refused = attacker.post("/login", data={"email": ANN, "password": ATTACKER})
+    assert refused.status_code == 401 and signin.WRONG in refused.get_data(as_text=True)
+    assert path(attacker.get("/mfa/setup").location) == "/login"
+    assert path(attacker.get("/account").location) == "/login"
+    assert user(mail_app).name == "Ann Example"
+    assert [e.outcome for e in events(mail_app, "registered")] == ["ok", "replaced"]
+
+
+def test_an_activation_link_activates_the_password_of_its_own_registration(
+    mail_app, client, smtp_server, clock
+):
+    """The password travels with the link, not with the account: whatever
+    happens to the pending account between, her link gives her password."""
+    register(client)
+    her_link = activation_link(smtp_server)
+    with mail_app.app_context():
+        pending = db.session.scalar(db.select(User).filter_by(email=ANN))
+        pending.password_hash = passwords.hash_password(ATTACKER)  # as a concurrent registration would
+        db.session.commit()
+    assert client.get(path(her_link)).status_code == 200
+    assert passwords.verify_password(user(mail_app).password_hash, GOOD)
+    assert not passwords.verify_password(user(mail_app).password_hash, ATTACKER)
+
+
+def test_registering_again_while_pending_takes_the_new_password(mail_app, client, smtp_server, clock):
     register(client)
     clock.advance(minutes=2)
     register(client, password=NEW)
-    notice = smtp_server.last(ANN)
-    assert "you already have an account" in text_of(notice)
+    assert "you already have an account" not in text_of(smtp_server.last(ANN))
+    assert client.get(path(activation_link(smtp_server))).status_code == 200
+    assert passwords.verify_password(user(mail_app).password_hash, NEW)
+    assert len(smtp_server.to(ANN)) == 2
+
+
+def test_registering_again_within_the_cooldown_changes_nothing(mail_app, client, smtp_server):
+    register(client)
+    register(client, password=NEW)
+    assert len(smtp_server.to(ANN)) == 1
+    assert passwords.verify_password(user(mail_app).password_hash, GOOD)
     assert client.get(path(activation_link(smtp_server))).status_code == 200
     assert passwords.verify_password(user(mail_app).password_hash, GOOD)
 
