@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.routing import BuildError
 
@@ -310,40 +310,54 @@ def reset_password(token: str, password: str) -> User:
 
 def change_password(user: User, password: str, keep_sid: str | None) -> int:
     """A signed-in user chose a new password (the current one was checked):
-    every other session ends (its apps are told), trusted computers are
-    forgotten, and the user gets an email. Returns how many sessions ended.
-    Raises PasswordRejected."""
+    everything obtained with the old one ends as after a reset (`end_access`)
+    except this browser's session and its apps' tokens, and the user gets an
+    email. Returns how many other sessions ended. Raises PasswordRejected."""
     problems = passwords.policy_problems(password, user.email)
     if problems:
         raise PasswordRejected(problems)
     user.password_hash = passwords.hash_password(password)
     user.password_changed_at = now()
-    others = db.session.scalars(db.select(SsoSession).filter_by(user_id=user.id, ended_at=None)).all()
-    others = [s for s in others if s.sid != keep_sid]
+    ended = end_access(user, keep_sid=keep_sid)
+    audit.record("password_changed", user=user, sessions_ended=ended)
+    db.session.commit()
+    _mail(
+        user,
+        f"Your {_portal()} password was changed",
+        "password_changed",
+        forgot_link=_forgot_link(),
+        kept_this_browser=keep_sid is not None,
+    )
+    return ended
+
+
+def end_access(user: User, keep_sid: str | None = None) -> int:
+    """After a password reset or change, a support MFA reset, or when
+    disabling: end every SSO session of the user as a logout does (its apps are
+    told by back-channel logout), forget every trusted computer, revoke every
+    token left, offline ones too, and every half-finished sign-in (security
+    stamp), so nothing obtained before lives on. `keep_sid`: the session of
+    the browser that changed the password, kept with its tokens. Returns how
+    many sessions ended; commits."""
+    open_sessions = db.session.scalars(db.select(SsoSession).filter_by(user_id=user.id, ended_at=None)).all()
+    others = [sso for sso in open_sessions if keep_sid is None or sso.sid != keep_sid]
     for sso in others:
         logout.end_session(sso, reason="session_ended")
     sessions.revoke_trusted_computers(user.id)
-    audit.record("password_changed", user=user, sessions_ended=len(others))
+    tokens = update(Token).where(Token.user_id == user.id, Token.revoked_at.is_(None))
+    if keep_sid is not None:
+        tokens = tokens.where(or_(Token.sid.is_(None), Token.sid != keep_sid))
+    db.session.execute(tokens.values(revoked_at=now()))
+    bump_security_stamp(user)
     db.session.commit()
-    _mail(user, f"Your {_portal()} password was changed", "password_changed", forgot_link=_forgot_link())
     return len(others)
 
 
-def end_access(user: User) -> int:
-    """After a password reset or when disabling: end every SSO session of the
-    user as a logout does (its apps are told by back-channel logout), forget
-    every trusted computer and revoke every token left, offline ones too, so
-    nothing obtained with the old password lives on. Returns how many
-    sessions ended; commits."""
-    open_sessions = db.session.scalars(db.select(SsoSession).filter_by(user_id=user.id, ended_at=None)).all()
-    for sso in open_sessions:
-        logout.end_session(sso, reason="session_ended")
-    sessions.revoke_trusted_computers(user.id)
-    db.session.execute(
-        update(Token).where(Token.user_id == user.id, Token.revoked_at.is_(None)).values(revoked_at=now())
-    )
-    db.session.commit()
-    return len(open_sessions)
+def bump_security_stamp(user: User) -> None:
+    """Whatever proves who the person is changed (password, MFA methods reset,
+    account disabled, signed out): every half-finished sign-in made before
+    stops working (`sessions.pending`). Caller commits."""
+    user.security_stamp = new_token(16)
 
 
 # --- support -------------------------------------------------------------------------

@@ -70,6 +70,12 @@ SETTINGS: tuple[Setting, ...] = (
         int,
     ),
     Setting(
+        "PENDING_SIGNIN_LIFETIME",
+        5 * MINUTE,
+        "Seconds a sign-in may take from its password to its code or first MFA method (works once).",
+        int,
+    ),
+    Setting(
         "SSO_SESSION_LIFETIME", 12 * HOUR, "Seconds a sign-in lasts in the browser (SSO across apps).", int
     ),
     Setting("SSO_SESSION_IDLE", 2 * HOUR, "Seconds of inactivity after which the SSO session ends.", int),

@@ -115,10 +115,7 @@ def change_password(sso: SsoSession) -> Response | tuple[str, int]:
             except accounts.PasswordRejected as rejected:
                 form.password.errors.append(str(rejected))
             else:
-                others = (
-                    f" {ended} other browser{'s were' if ended != 1 else ' was'} signed out." if ended else ""
-                )
-                flash(f"Your password was changed.{others}", "success")
+                flash(_password_changed(ended), "success")
                 return redirect(url_for("portal.details"), 303)
         status = 401 if error else 422
     elif request.method == "POST":
@@ -130,6 +127,16 @@ def change_password(sso: SsoSession) -> Response | tuple[str, int]:
         error=error,
         hint=passwords.strength_hint(),
     ), status
+
+
+def _password_changed(ended: int) -> str:
+    """What a password change did, for the person who made it."""
+    if not ended:
+        return "Your password was changed. Apps that stayed connected elsewhere must sign in again."
+    browsers = f"{ended} other browser{'s were' if ended != 1 else ' was'}"
+    return (
+        f"Your password was changed. {browsers} signed out and apps that stayed connected must sign in again."
+    )
 
 
 @bp.get("/account/mfa")
@@ -260,6 +267,9 @@ def _end_this_browser(hint: dict | None) -> logout.Ended:
     jar), the still-open session the ID token names, so its apps hear of it."""
     sso = sessions.current() or logout.session_named_by(hint)
     ended = logout.end_session(sso) if sso is not None else logout.Ended(None, (), ())
+    if sso is not None:  # their half-finished sign-ins elsewhere end too
+        accounts.bump_security_stamp(sso.user)
+        db.session.commit()
     sessions.end_current()
     return ended
 
