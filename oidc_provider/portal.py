@@ -26,7 +26,7 @@ from flask import (
 
 from . import accounts, audit, logout, messages, mfa, passwords, sessions, signin
 from .clients import Client, all_clients, query_client
-from .db import db, now
+from .db import db, now, same
 from .forms import ChangePasswordForm, ConfirmForm
 from .mfa import LastMethodError
 from .models import SsoSession, TrustedComputer
@@ -208,23 +208,27 @@ def revoke_trusted(sso: SsoSession, computer_id: int) -> Response:
 def sign_out() -> Response | str:
     """Sign out: the portal's button and RP-Initiated Logout 1.0 (`end_session_endpoint`).
 
-    A valid `id_token_hint` proves which app asks: then the sign-out happens at
-    once and returns to a registered `post_logout_redirect_uri` with `state`.
-    Otherwise the person confirms first and stays here (no redirect)."""
+    A valid `id_token_hint` for this browser's own session proves which app
+    asks: then the sign-out happens at once and returns to a registered
+    `post_logout_redirect_uri` with `state`. Otherwise the person confirms
+    first and stays here (no redirect). Either way only this browser's session
+    ends, and this browser's "Trust this computer" is forgotten."""
     params = request.values
-    hint = _hint_for_this_browser(logout.verify_id_token_hint(params.get("id_token_hint")))
+    own = sessions.held()
+    hint = _hint_for_this_browser(logout.verify_id_token_hint(params.get("id_token_hint")), own)
     client = _logout_client(hint, params.get("client_id"))
     if hint is None and not _confirmed():
         return render_template(
             "portal/logout_confirm.html",
             title="Sign out?",
             client=client,
-            signed_in=sessions.current() is not None,
+            signed_in=own is not None,
+            trusted=sessions.TRUST_COOKIE in request.cookies,
             form=ConfirmForm(),
         )
     uri = params.get("post_logout_redirect_uri")
     back_to = uri if hint and client and uri in client.post_logout_redirect_uris else None
-    ended = _end_this_browser(hint)
+    ended = _end_this_browser(own)
     if back_to and not ended.frontchannel_urls:
         response = redirect(
             add_params_to_uri(back_to, [("state", params["state"])]) if params.get("state") else back_to
@@ -242,12 +246,14 @@ def _confirmed() -> bool:
     )
 
 
-def _hint_for_this_browser(hint: dict | None) -> dict | None:
-    """The hint, unless it names someone else than the person signed in here:
-    such a request is suspect (RP-Initiated Logout 1.0 section 2), since any
-    page can send one of its own user's ID tokens; the person is asked."""
-    sso = sessions.current()
-    if hint is not None and sso is not None and hint.get("sub") != sso.user.sub:
+def _hint_for_this_browser(hint: dict | None, own: SsoSession | None) -> dict | None:
+    """The hint, if it names this browser's own session (its `sid` and `sub`).
+    Any other is suspect (RP-Initiated Logout 1.0 section 2): ID tokens reach
+    every app, their logs and browser storage, and any page can send one, so a
+    hint alone, expired or not, never signs out without the person's yes."""
+    if hint is None or own is None:
+        return None
+    if not (same(str(hint.get("sid")), own.sid) and same(str(hint.get("sub")), own.user.sub)):
         return None
     return hint
 
@@ -262,10 +268,9 @@ def _logout_client(hint: dict | None, client_id: str | None) -> Client | None:
     return query_client(client_id)
 
 
-def _end_this_browser(hint: dict | None) -> logout.Ended:
-    """End this browser's session; or, when it has none (idle, another cookie
-    jar), the still-open session the ID token names, so its apps hear of it."""
-    sso = sessions.current() or logout.session_named_by(hint)
+def _end_this_browser(sso: SsoSession | None) -> logout.Ended:
+    """End this browser's session (`sessions.held`: idle ones too, so their apps
+    hear of it) and any sign-in in progress here."""
     ended = logout.end_session(sso) if sso is not None else logout.Ended(None, (), ())
     if sso is not None:  # their half-finished sign-ins elsewhere end too
         accounts.bump_security_stamp(sso.user)

@@ -65,6 +65,17 @@ def current() -> SsoSession | None:
     return sso
 
 
+def held() -> SsoSession | None:
+    """The session this browser's cookie names, unless it was ended: also when
+    idle or past its lifetime, since the cookie proves this browser held it
+    (signing out, signing in as someone else)."""
+    token = session.get(SSO_KEY)
+    if not isinstance(token, str):
+        return None
+    sso = db.session.scalar(db.select(SsoSession).filter_by(cookie_hash=token_hash(token)))
+    return sso if sso is not None and sso.ended_at is None else None
+
+
 def start(user: User, amr: list[str], acr: str, mfa_at: datetime | None) -> SsoSession:
     """Sign the browser in: a new cookie token, the same `sid` if this browser
     was already signed in as this user."""
