@@ -21,6 +21,7 @@ from flask import Response, current_app, request, session
 from sqlalchemy import delete, update
 from user_agents import parse as parse_user_agent
 
+from . import logout
 from .db import db, new_token, now, same, token_hash
 from .models import PendingSignIn, SsoSession, TrustedComputer, User
 
@@ -78,7 +79,11 @@ def held() -> SsoSession | None:
 
 def start(user: User, amr: list[str], acr: str, mfa_at: datetime | None) -> SsoSession:
     """Sign the browser in: a new cookie token, the same `sid` if this browser
-    was already signed in as this user."""
+    was already signed in as this user. Someone else's session in this browser
+    ends as a logout ends it: its apps are told, its tokens revoked, audited."""
+    someone_else = held()
+    if someone_else is not None and someone_else.user_id != user.id:
+        logout.end_session(someone_else, reason="session_ended")
     previous = current()
     session.clear()  # nothing from before the sign-in survives (fixation)
     token = new_token()
@@ -86,8 +91,6 @@ def start(user: User, amr: list[str], acr: str, mfa_at: datetime | None) -> SsoS
     if previous is not None and previous.user_id == user.id:
         sso = previous
     else:
-        if previous is not None:
-            end(previous)
         sso = SsoSession(sid=new_token(16), user_id=user.id, created_at=at)
         db.session.add(sso)
     sso.cookie_hash = token_hash(token)

@@ -11,6 +11,7 @@ from conftest import SECRETS
 from conftest import test_clients as default_clients
 from rp import RP, make_user, query
 
+from oidc_provider import audit
 from oidc_provider.db import db
 from oidc_provider.logout import EVENT
 from oidc_provider.models import LogoutDelivery, SsoSession, Token, TrustedComputer
@@ -484,3 +485,28 @@ def test_a_trusted_browser_with_no_session_left_is_offered_to_forget_this_comput
     assert lrp.browser.get_cookie("portal_trusted") is None
     with logout_app.app_context():
         assert db.session.query(TrustedComputer).count() == 0
+
+
+def test_signing_in_as_someone_else_in_this_browser_signs_the_first_person_out_properly(
+    logout_app, lrp, receiver, clock
+):
+    """F-14: signing in as B in A's browser only marked A's session ended: no
+    back-channel logout, A's tokens stayed valid, nothing in the audit log."""
+    first = lrp.tokens()
+    a_claims = lrp.id_token(first["id_token"])
+    faith = make_user(logout_app, email="faith@example.com")
+    clock.advance(seconds=30)
+    response = lrp.browser.post("/login", data={"email": faith.email, "password": faith.password})
+    assert urlsplit(response.location).path == "/login/code"
+    lrp.browser.post("/login/code", data={"code": faith.totp.at(clock.now)})
+
+    [(where, token)] = receiver.wait_for(1)
+    assert where == "/client/backchannel"
+    claims = verify_logout_token(logout_app, token, "client")
+    assert (claims["sid"], claims["sub"]) == (a_claims["sid"], a_claims["sub"])
+    assert lrp.userinfo(first["access_token"]).status_code == 401
+    with logout_app.app_context():
+        ended = audit.query(user_id=lrp.user.id, events=["session_ended"])
+        assert [e.details["sid"] for e in ended] == [a_claims["sid"]]
+    page = lrp.browser.get("/account").get_data(as_text=True)
+    assert faith.email in page and lrp.user.email not in page
