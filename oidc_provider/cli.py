@@ -30,7 +30,7 @@ mfa_cli = AppGroup("mfa", help="People's sign-in methods (MFA): show, support re
 def clients_check() -> None:
     """Report every problem of the clients file, or how many clients it has."""
     path = current_app.config["OIDC_CLIENTS_FILE"]
-    data, problems = clients_mod.read(path)
+    data, problems = clients_mod.read(path, current_app.config["OIDC_ISSUER"])
     if problems:
         click.echo(f"{path}: {len(problems)} problem(s)", err=True)
         for problem in problems:
