@@ -7,6 +7,7 @@ setting.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from dataclasses import dataclass
@@ -197,6 +198,9 @@ def load(instance_path: str, overrides: dict[str, Any] | None = None) -> dict[st
     overrides = dict(overrides or {})
     instance = Path(instance_path)
     instance.mkdir(parents=True, exist_ok=True)
+    # the provider's own: secret key, SQLite database, outbox; no one else reads it
+    with contextlib.suppress(PermissionError):  # a folder someone else owns: their choice
+        instance.chmod(0o700)
     values: dict[str, Any] = {}
     for s in SETTINGS:
         raw = overrides.pop(s.name) if s.name in overrides else os.environ.get(s.name, s.default)
