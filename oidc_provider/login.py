@@ -17,6 +17,7 @@ from .models import LoginTransaction, MfaMethod, PendingSignIn, User
 from .security import client_ip, limiter, row_id, safe_next
 
 bp = Blueprint("login", __name__)
+EXPIRED = "That sign-in can no longer be finished. Enter your password again."
 STATUS = {"invalid": 422, "wrong": 401, "locked": 429, "disabled": 403, "not_activated": 403}
 
 
@@ -151,7 +152,11 @@ AMR = {"totp": ["pwd", "otp", "mfa"], "email": ["pwd", "otp", "mfa"], "sms": ["p
 
 def _pending_user() -> tuple[User | None, PendingSignIn | None]:
     pending = sessions.pending()
-    return (pending.user, pending) if pending is not None else (None, None)
+    if pending is None:
+        if sessions.drop_pending():  # it took too long, or the person signed out or changed something
+            flash(EXPIRED, "info")
+        return None, None
+    return pending.user, pending
 
 
 def _chosen(user: User, method_id: str | None) -> MfaMethod | None:

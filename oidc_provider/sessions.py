@@ -208,12 +208,14 @@ def consume_pending(item: PendingSignIn) -> bool:
     return used.rowcount == 1
 
 
-def drop_pending() -> None:
-    """This browser gives up its sign-in in progress (sign-out, a new sign-in)."""
+def drop_pending() -> bool:
+    """This browser gives up its sign-in in progress (sign-out, a new sign-in,
+    one that can no longer finish); True when it had one."""
     token = session.pop(PENDING_KEY, None)
     if isinstance(token, str):
         db.session.execute(delete(PendingSignIn).where(PendingSignIn.token_hash == token_hash(token)))
         db.session.commit()
+    return token is not None
 
 
 # -- trusted computer ---------------------------------------------------------------
