@@ -211,12 +211,16 @@ def sign_out() -> Response | str:
     A valid `id_token_hint` for this browser's own session proves which app
     asks: then the sign-out happens at once and returns to a registered
     `post_logout_redirect_uri` with `state`. Otherwise the person confirms
-    first and stays here (no redirect). Either way only this browser's session
-    ends, and this browser's "Trust this computer" is forgotten."""
+    first, and the page that follows links back to the app (no redirect).
+    Either way only this browser's session ends, and this browser's "Trust
+    this computer" is forgotten."""
     params = request.values
     own = sessions.held()
-    hint = _hint_for_this_browser(logout.verify_id_token_hint(params.get("id_token_hint")), own)
-    client = _logout_client(hint, params.get("client_id"))
+    claims = logout.verify_id_token_hint(params.get("id_token_hint"))
+    hint = _hint_for_this_browser(claims, own)
+    client = _logout_client(claims, params.get("client_id"))
+    uri = params.get("post_logout_redirect_uri")
+    back_to = uri if client and uri in client.post_logout_redirect_uris else None
     if hint is None and not _confirmed():
         return render_template(
             "portal/logout_confirm.html",
@@ -225,11 +229,14 @@ def sign_out() -> Response | str:
             signed_in=own is not None,
             trusted=sessions.TRUST_COOKIE in request.cookies,
             form=ConfirmForm(),
+            carried={
+                k: params[k]
+                for k in CARRIED
+                if params.get(k) and (k != "post_logout_redirect_uri" or back_to)
+            },
         )
-    uri = params.get("post_logout_redirect_uri")
-    back_to = uri if hint and client and uri in client.post_logout_redirect_uris else None
     ended = _end_this_browser(own)
-    if back_to and not ended.frontchannel_urls:
+    if hint and back_to and not ended.frontchannel_urls:
         response = redirect(
             add_params_to_uri(back_to, [("state", params["state"])]) if params.get("state") else back_to
         )
@@ -237,6 +244,10 @@ def sign_out() -> Response | str:
         response = _logged_out_page(ended, back_to, params.get("state"), client)
     sessions.forget_this_computer(response)
     return response
+
+
+# what an app sent, kept through the confirmation for the way back to it
+CARRIED = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state")
 
 
 def _confirmed() -> bool:

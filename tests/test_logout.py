@@ -9,7 +9,7 @@ import jwt as pyjwt
 import pytest
 from conftest import SECRETS
 from conftest import test_clients as default_clients
-from rp import RP, make_user, query
+from rp import RP, forms, make_user, query
 
 from oidc_provider import audit
 from oidc_provider.db import db
@@ -510,3 +510,28 @@ def test_signing_in_as_someone_else_in_this_browser_signs_the_first_person_out_p
         assert [e.details["sid"] for e in ended] == [a_claims["sid"]]
     page = lrp.browser.get("/account").get_data(as_text=True)
     assert faith.email in page and lrp.user.email not in page
+
+
+def test_after_saying_yes_the_page_links_back_to_the_app_with_its_state(logout_app, lrp, clock):
+    """A hint for another session asks first; the answer still leads back to
+    the registered post_logout_redirect_uri, as a link (no redirect)."""
+    laptop = lrp.tokens()
+    phone = RP(logout_app, logout_app.test_client(), clock, lrp.user)
+    phone.sign_in(phone.authorize())
+    params = {
+        "id_token_hint": laptop["id_token"],
+        "post_logout_redirect_uri": "https://rp.example.test/post_logout_redirect",
+        "state": "back",
+    }
+    elsewhere = {**params, "post_logout_redirect_uri": "https://evil.example/"}
+    fields = dict(forms(phone.browser.get("/logout", query_string=elsewhere).data)[0]["fields"])
+    assert "post_logout_redirect_uri" not in fields  # only a registered one is carried
+    asked = phone.browser.get("/logout", query_string=params)
+    [form] = [f for f in forms(asked.data) if dict(f["fields"]).get("confirm") == "1"]
+    assert dict(form["fields"]) == {**params, "confirm": "1"}
+    done = phone.browser.post("/logout", data=dict(form["fields"]))
+    page = done.get_data(as_text=True)
+    assert done.status_code == 200 and "You are signed out" in page
+    assert 'href="https://rp.example.test/post_logout_redirect?state=back"' in page
+    assert query(phone.authorize(prompt="none").location)["error"] == "login_required"
+    assert lrp.code_from(lrp.authorize(prompt="none"))  # the laptop's session is the laptop's
