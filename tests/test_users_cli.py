@@ -1,6 +1,7 @@
 """`flask --app oidc_provider users create`: an admin makes an account that
 then signs in through the hosted pages like any other."""
 
+import json
 from urllib.parse import urlsplit
 
 import pytest
@@ -105,3 +106,19 @@ def test_every_entry_point_stores_the_address_in_one_form(app, runner, client):
     assert registered.status_code == 303  # the same answer as for a new address
     with app.app_context():
         assert db.session.query(User).count() == 1
+
+
+def test_users_import_follows_the_same_address_and_name_rules(app, runner, client, tmp_path):
+    people = tmp_path / "people.jsonl"
+    lines = [
+        {"email": "Willow@Example.TEST", "name": "Willow", "password": PASSWORD, "activated": True},
+        {"email": "oz@corp.local", "name": "Oz", "password": PASSWORD},
+        {"email": "anya@example.com", "name": "Anya\u202eJenkins", "password": PASSWORD},
+    ]
+    people.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = runner.invoke(args=["users", "import", str(people)])
+    assert "line 1: created willow@example.test" in result.output
+    assert "line 2: refused oz@corp.local: not an email address the sign-in page accepts" in result.output
+    assert "line 3: refused anya@example.com: Your name cannot contain" in result.output
+    response = client.post("/login", data={"email": "willow@example.test", "password": PASSWORD})
+    assert urlsplit(response.location).path == "/mfa/setup"
