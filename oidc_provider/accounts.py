@@ -18,16 +18,17 @@ keeps that too slow to enumerate with.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.routing import BuildError
 
-from . import audit, delivery, logout, passwords, sessions
+from . import addresses, audit, delivery, logout, passwords, sessions
 from .db import db, new_token, now, same, token_hash
 from .models import AccountToken, AuditEvent, SsoSession, Token, User
 
@@ -86,6 +87,10 @@ class LinkInvalid(Exception):
         self.user = user
 
 
+class NameRejected(ValueError):
+    """The name cannot be a person's name; the message is a sentence for people."""
+
+
 class NoAccount(LookupError):
     """No account has that email address (command line only: pages never say)."""
 
@@ -94,9 +99,9 @@ class NoAccount(LookupError):
 
 
 def normalize_email(email: str) -> str:
-    """The form addresses are stored and looked up in: trimmed, lowercased
-    (one account per mailbox, whatever the capitals typed)."""
-    return email.strip().lower()
+    """The form addresses are stored and looked up in (`addresses.normalize`):
+    one account per mailbox, whatever the capitals typed."""
+    return addresses.normalize(email)
 
 
 def find_user(email: str) -> User | None:
@@ -124,32 +129,55 @@ def list_users() -> list[User]:
     return list(db.session.scalars(db.select(User).order_by(User.created_at, User.id)))
 
 
+NAME_MAX = 200
+# Unicode bidi embeddings, overrides and isolates: they reorder the text around a
+# name (in a page or a mail) without being seen
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def check_name(name: str | None) -> str:
+    """A person's full name, trimmed: any script, no control characters (line
+    breaks, NUL, bidi overrides). Raises NameRejected."""
+    text = (name or "").strip()
+    if not text:
+        raise NameRejected("Enter your full name.")
+    if len(text) > NAME_MAX:
+        raise NameRejected(f"Use at most {NAME_MAX} characters for your name.")
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") or c in BIDI_CONTROLS for c in text):
+        raise NameRejected("Your name cannot contain line breaks or other control characters.")
+    return text
+
+
 # --- register and activate -----------------------------------------------------------
 
 
 def register_user(name: str, email: str, password: str) -> Sent:
     """Create an account pending activation and email its activation link.
 
-    An address that already has an account gets an "already registered"
-    email instead (with a fresh activation link if it is still pending).
-    Raises PasswordRejected before anything is stored."""
-    email = normalize_email(email)
+    Registering an address whose account still awaits activation registers
+    it again: this name and password replace the pending ones, every earlier
+    activation link stops working, and this registration's link is mailed
+    (so whoever holds the mailbox ends up with the password they chose, not
+    one a stranger registered first). An active or disabled account's
+    address gets an "already registered" email instead, without a link that
+    activates anything. Raises AddressRejected, NameRejected or
+    PasswordRejected before anything is stored."""
+    email = addresses.check(email)
+    name = check_name(name)
     problems = passwords.policy_problems(password, email)
     if problems:
         raise PasswordRejected(problems)
     password_hash = passwords.hash_password(password)  # also for existing ones: same time spent
     existing = find_user(email)
     if existing is not None:
-        return _notify_existing(existing)
-    user = User(
-        sub=new_token(16), email=email, name=name.strip(), password_hash=password_hash, created_at=now()
-    )
+        return _register_again(existing, name, password_hash)
+    user = User(sub=new_token(16), email=email, name=name, password_hash=password_hash, created_at=now())
     db.session.add(user)
     try:
         db.session.flush()
     except IntegrityError:  # registered a moment ago by a concurrent request
         db.session.rollback()
-        return _notify_existing(get_user(email))
+        return _register_again(get_user(email), name, password_hash)
     token = _issue(user, ACTIVATION)
     audit.record("registered", user=user)
     db.session.commit()
@@ -158,9 +186,11 @@ def register_user(name: str, email: str, password: str) -> Sent:
 
 def create_user(name: str, email: str, password: str, *, activated: bool = False) -> User:
     """An account made by an admin (`users create`): the same password policy;
-    activated at once or sent an activation link. Raises PasswordRejected, or
-    ValueError when the address already has an account."""
-    email = normalize_email(email)
+    activated at once or sent an activation link. Raises AddressRejected or
+    NameRejected or PasswordRejected, or ValueError when the address already
+    has an account."""
+    email = addresses.check(email)
+    name = check_name(name)
     problems = passwords.policy_problems(password, email)
     if problems:
         raise PasswordRejected(problems)
@@ -169,7 +199,7 @@ def create_user(name: str, email: str, password: str, *, activated: bool = False
     user = User(
         sub=new_token(16),
         email=email,
-        name=name.strip(),
+        name=name,
         password_hash=passwords.hash_password(password),
         created_at=now(),
         activated_at=now() if activated else None,
@@ -182,32 +212,41 @@ def create_user(name: str, email: str, password: str, *, activated: bool = False
     return user
 
 
-def _notify_existing(user: User) -> Sent:
-    """Tell the owner of an address that it already has an account."""
+def _register_again(user: User, name: str, password_hash: str) -> Sent:
+    """A registration for an address that has an account: a pending one takes
+    this registration's name and password, with a new activation link (the
+    earlier ones stop working); an active or disabled one is only told."""
     pending = user.activated_at is None and user.disabled_at is None
     if not _may_send(user, ACTIVATION if pending else DUPLICATE):
         audit.record("registered", user=user, outcome="limited")
         db.session.commit()
         return Sent.LIMITED
-    token = _issue(user, ACTIVATION) if pending else None
+    if pending:
+        user.name, user.password_hash = name, password_hash
+        _use_all(user, ACTIVATION)
+        token = _issue(user, ACTIVATION)
+        audit.record("registered", user=user, outcome="replaced")
+        db.session.commit()
+        return _mail_link(user, ACTIVATION, token)
     audit.record("registered", user=user, outcome=DUPLICATE)
     db.session.commit()
-    activation_link = delivery.link("account.activate", token=token) if token else None
     return _mail(
         user,
         f"You already have a {_portal()} account",
         "already_registered",
-        activation_link=activation_link,
         login_link=_login_link(),
         forgot_link=_forgot_link(),
     )
 
 
 def activate(token: str) -> User:
-    """Redeem an activation link: the account becomes active. Raises
-    LinkInvalid (unknown, expired, used)."""
+    """Redeem an activation link: the account becomes active, with the
+    password of the registration the link was sent for. Raises LinkInvalid
+    (unknown, expired, used, or replaced by a newer registration)."""
     row = _redeem(token, ACTIVATION)
     user = row.user
+    if row.password_hash:
+        user.password_hash = row.password_hash
     _mark_activated(user, via=ACTIVATION)
     db.session.commit()
     return user
@@ -271,40 +310,54 @@ def reset_password(token: str, password: str) -> User:
 
 def change_password(user: User, password: str, keep_sid: str | None) -> int:
     """A signed-in user chose a new password (the current one was checked):
-    every other session ends (its apps are told), trusted computers are
-    forgotten, and the user gets an email. Returns how many sessions ended.
-    Raises PasswordRejected."""
+    everything obtained with the old one ends as after a reset (`end_access`)
+    except this browser's session and its apps' tokens, and the user gets an
+    email. Returns how many other sessions ended. Raises PasswordRejected."""
     problems = passwords.policy_problems(password, user.email)
     if problems:
         raise PasswordRejected(problems)
     user.password_hash = passwords.hash_password(password)
     user.password_changed_at = now()
-    others = db.session.scalars(db.select(SsoSession).filter_by(user_id=user.id, ended_at=None)).all()
-    others = [s for s in others if s.sid != keep_sid]
+    ended = end_access(user, keep_sid=keep_sid)
+    audit.record("password_changed", user=user, sessions_ended=ended)
+    db.session.commit()
+    _mail(
+        user,
+        f"Your {_portal()} password was changed",
+        "password_changed",
+        forgot_link=_forgot_link(),
+        kept_this_browser=keep_sid is not None,
+    )
+    return ended
+
+
+def end_access(user: User, keep_sid: str | None = None) -> int:
+    """After a password reset or change, a support MFA reset, or when
+    disabling: end every SSO session of the user as a logout does (its apps are
+    told by back-channel logout), forget every trusted computer, revoke every
+    token left, offline ones too, and every half-finished sign-in (security
+    stamp), so nothing obtained before lives on. `keep_sid`: the session of
+    the browser that changed the password, kept with its tokens. Returns how
+    many sessions ended; commits."""
+    open_sessions = db.session.scalars(db.select(SsoSession).filter_by(user_id=user.id, ended_at=None)).all()
+    others = [sso for sso in open_sessions if keep_sid is None or sso.sid != keep_sid]
     for sso in others:
         logout.end_session(sso, reason="session_ended")
     sessions.revoke_trusted_computers(user.id)
-    audit.record("password_changed", user=user, sessions_ended=len(others))
+    tokens = update(Token).where(Token.user_id == user.id, Token.revoked_at.is_(None))
+    if keep_sid is not None:
+        tokens = tokens.where(or_(Token.sid.is_(None), Token.sid != keep_sid))
+    db.session.execute(tokens.values(revoked_at=now()))
+    bump_security_stamp(user)
     db.session.commit()
-    _mail(user, f"Your {_portal()} password was changed", "password_changed", forgot_link=_forgot_link())
     return len(others)
 
 
-def end_access(user: User) -> int:
-    """After a password reset or when disabling: end every SSO session of the
-    user as a logout does (its apps are told by back-channel logout), forget
-    every trusted computer and revoke every token left, offline ones too, so
-    nothing obtained with the old password lives on. Returns how many
-    sessions ended; commits."""
-    open_sessions = db.session.scalars(db.select(SsoSession).filter_by(user_id=user.id, ended_at=None)).all()
-    for sso in open_sessions:
-        logout.end_session(sso, reason="session_ended")
-    sessions.revoke_trusted_computers(user.id)
-    db.session.execute(
-        update(Token).where(Token.user_id == user.id, Token.revoked_at.is_(None)).values(revoked_at=now())
-    )
-    db.session.commit()
-    return len(open_sessions)
+def bump_security_stamp(user: User) -> None:
+    """Whatever proves who the person is changed (password, MFA methods reset,
+    account disabled, signed out): every half-finished sign-in made before
+    stops working (`sessions.pending`). Caller commits."""
+    user.security_stamp = new_token(16)
 
 
 # --- support -------------------------------------------------------------------------
@@ -343,7 +396,9 @@ def check_link(token: str, purpose: str) -> AccountToken:
     if row is None or not same(row.token_hash, digest):
         raise LinkInvalid("unknown")
     if row.used_at is not None:
-        raise LinkInvalid("used", row.user)
+        # an activation link of an account still pending was replaced by a newer registration
+        replaced = purpose == ACTIVATION and row.user.activated_at is None
+        raise LinkInvalid("replaced" if replaced else "used", row.user)
     if row.expires_at <= now():
         raise LinkInvalid("expired", row.user)
     return row
@@ -364,7 +419,9 @@ def _use_all(user: User, purpose: str) -> None:
 
 
 def _issue(user: User, purpose: str) -> str:
-    """A new token for an emailed link; only its hash is stored (caller commits)."""
+    """A new token for an emailed link; only its hash is stored (caller commits).
+    An activation link keeps the password (hash) it activates: the one the
+    account has now, chosen by the registration it is sent for."""
     token = new_token()
     at = now()
     lifetime = timedelta(seconds=current_app.config[LINK_MAILS[purpose].lifetime])
@@ -375,6 +432,7 @@ def _issue(user: User, purpose: str) -> str:
             token_hash=token_hash(token),
             created_at=at,
             expires_at=at + lifetime,
+            password_hash=user.password_hash if purpose == ACTIVATION else None,
         )
     )
     return token
@@ -425,8 +483,11 @@ def _sent_since(user: User, purpose: str, since: datetime) -> list[datetime]:
 
 
 def _mail(user: User, subject: str, template: str, **context: object) -> Sent:
-    """Send; a failure is audited (the account and its tokens stay)."""
-    if delivery.send_mail(user.email, subject, template, name=user.name, **context):
+    """Send; a failure is audited (the account and its tokens stay). Mail to an
+    address not yet verified (no activation yet) greets without the name: it
+    was typed by whoever registered, maybe not the owner of the mailbox."""
+    name = user.name if user.activated_at is not None else None
+    if delivery.send_mail(user.email, subject, template, name=name, **context):
         return Sent.SENT
     audit.record("mail_failed", user=user, outcome="failed", template=template)
     db.session.commit()

@@ -15,7 +15,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from . import accounts, audit, mfa, mfa_support, provisioning
+from . import accounts, addresses, audit, mfa, mfa_support, provisioning
 from . import clients as clients_mod
 from . import keys as keys_mod
 from .db import db, now
@@ -34,7 +34,7 @@ mfa_cli = AppGroup("mfa", help="People's sign-in methods (MFA): show, support re
 def clients_check() -> None:
     """Report every problem of the clients file, or how many clients it has."""
     path = current_app.config["OIDC_CLIENTS_FILE"]
-    data, problems = clients_mod.read(path)
+    data, problems = clients_mod.read(path, current_app.config["OIDC_ISSUER"])
     if problems:
         click.echo(f"{path}: {len(problems)} problem(s)", err=True)
         for problem in problems:
@@ -173,6 +173,8 @@ def users_create(email: str, name: str, password_stdin: bool, activated: bool) -
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
         user = accounts.create_user(name, email, password, activated=activated)
+    except addresses.AddressRejected as refused:
+        raise click.BadParameter(str(refused), param_hint="EMAIL") from None
     except (accounts.PasswordRejected, ValueError) as refused:
         raise click.ClickException(str(refused)) from None
     state = "active" if activated else "pending activation (link emailed)"

@@ -28,6 +28,7 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", 
 SIGNING_ALGS = ("RS256", "ES256")
 SCOPES = ("openid", "profile", "email", "phone", "address", "offline_access")
 GRANT_TYPES = ("authorization_code", "refresh_token")
+DEV_SECRET = "dev-secret-{client_id}"  # the shipped clients.yaml's secrets, for local use only
 
 FIELDS: dict[str, str] = {
     "client_id": "unique id the app sends as client_id",
@@ -221,8 +222,28 @@ def _check_client(where: str, entry: dict[str, Any], problems: list[str]) -> Non
         )
 
 
-def validate(data: Any) -> list[str]:
-    """Every problem of a parsed clients.yaml, each naming the client and field."""
+def _shipped_secret(where: str, entry: dict[str, Any], issuer: str | None) -> str | None:
+    """The development secret of the shipped clients.yaml (`dev-secret-<client_id>`)
+    is public: refused on an https issuer, where real people sign in."""
+    client_id = entry.get("client_id")
+    if not (issuer or "").startswith("https://") or not isinstance(client_id, str):
+        return None
+    field, digest = "client_secret_sha256", entry.get("client_secret_sha256")
+    if isinstance(entry.get("client_secret_env"), str):
+        field, digest = "client_secret_env", os.environ.get(entry["client_secret_env"])
+        digest = hashlib.sha256(digest.encode()).hexdigest() if digest else None
+    if digest != hashlib.sha256(DEV_SECRET.format(client_id=client_id).encode()).hexdigest():
+        return None
+    return (
+        f"{where}: field '{field}': is the development secret of the shipped clients.yaml "
+        f"({DEV_SECRET.format(client_id=client_id)}), refused when OIDC_ISSUER is https; "
+        f"make a new one with `flask --app oidc_provider clients secret {client_id}`"
+    )
+
+
+def validate(data: Any, issuer: str | None = None) -> list[str]:
+    """Every problem of a parsed clients.yaml, each naming the client and field.
+    `issuer`: OIDC_ISSUER, for the rules of a server on https."""
     if not isinstance(data, dict) or not isinstance(data.get("clients"), list):
         return ["top level: expected a mapping with a 'clients' list"]
     problems: list[str] = []
@@ -241,6 +262,8 @@ def validate(data: Any) -> list[str]:
         if isinstance(cid, str):
             seen.add(cid)
         _check_client(where, entry, problems)
+        if problem := _shipped_secret(where, entry, issuer):
+            problems.append(problem)
     return problems
 
 
@@ -268,7 +291,7 @@ def _build(entry: dict[str, Any]) -> Client:
     )
 
 
-def read(path: str) -> tuple[Any, list[str]]:
+def read(path: str, issuer: str | None = None) -> tuple[Any, list[str]]:
     """Parse the file; return (data, problems) without raising."""
     try:
         text = Path(path).read_text()
@@ -278,12 +301,12 @@ def read(path: str) -> tuple[Any, list[str]]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         return None, [f"not valid YAML: {exc}"]
-    return data, validate(data)
+    return data, validate(data, issuer)
 
 
-def load(path: str) -> dict[str, Client]:
+def load(path: str, issuer: str | None = None) -> dict[str, Client]:
     """The clients of a valid file by client_id; ClientsFileError otherwise."""
-    data, problems = read(path)
+    data, problems = read(path, issuer)
     if problems:
         raise ClientsFileError(path, problems)
     return {c["client_id"]: _build(c) for c in data["clients"]}
@@ -297,7 +320,7 @@ def _checking_the_file() -> bool:
 
 def init_app(app: Flask) -> None:
     try:
-        app.extensions["clients"] = load(app.config["OIDC_CLIENTS_FILE"])
+        app.extensions["clients"] = load(app.config["OIDC_CLIENTS_FILE"], app.config["OIDC_ISSUER"])
     except ClientsFileError:
         if not _checking_the_file():
             raise

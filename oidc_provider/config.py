@@ -7,6 +7,7 @@ setting.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from dataclasses import dataclass
@@ -71,6 +72,12 @@ SETTINGS: tuple[Setting, ...] = (
         "LOGIN_TRANSACTION_LIFETIME",
         30 * MINUTE,
         "Seconds a parked authorization request waits for the sign-in.",
+        int,
+    ),
+    Setting(
+        "PENDING_SIGNIN_LIFETIME",
+        5 * MINUTE,
+        "Seconds a sign-in may take from its password to its code or first MFA method (works once).",
         int,
     ),
     Setting(
@@ -228,6 +235,9 @@ def load(instance_path: str, overrides: dict[str, Any] | None = None) -> dict[st
     overrides = dict(overrides or {})
     instance = Path(instance_path)
     instance.mkdir(parents=True, exist_ok=True)
+    # the provider's own: secret key, SQLite database, outbox; no one else reads it
+    with contextlib.suppress(PermissionError):  # a folder someone else owns: their choice
+        instance.chmod(0o700)
     values: dict[str, Any] = {}
     for s in SETTINGS:
         raw = overrides.pop(s.name) if s.name in overrides else os.environ.get(s.name, s.default)

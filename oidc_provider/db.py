@@ -6,8 +6,10 @@ so tests can move time (config `CLOCK`) and nothing ever sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import os
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 from flask import Flask, current_app, has_app_context
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import MetaData, event
+from sqlalchemy import MetaData, event, make_url
 
 # Named constraints keep Alembic migrations portable between SQLite and PostgreSQL.
 NAMING = {
@@ -36,8 +38,21 @@ def init_app(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        _private_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"])
         with app.app_context():
             event.listen(db.engine, "connect", _sqlite_pragmas)
+
+
+def _private_sqlite_file(uri: str) -> None:
+    """Create the SQLite file readable by this user only (0600): it holds
+    password hashes, token hashes, encrypted MFA secrets and the audit log.
+    SQLite gives its -wal and -shm files the database file's mode."""
+    database = make_url(uri).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    # there already, or in a missing folder (SQLite then says so by name)
+    with contextlib.suppress(FileExistsError, FileNotFoundError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _sqlite_pragmas(connection: Any, record: Any) -> None:

@@ -16,6 +16,7 @@ waiting; what retrying later would fix is left to the user's "send again".
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import smtplib
@@ -195,7 +196,11 @@ def _attempt(send: Callable[[], None], what: str) -> bool:
 
 
 def _outbox_file(folder: str, suffix: str) -> Path:
-    """A new, unique file in OUTBOX_DIR[/folder], named by time so `ls` sorts it."""
-    directory = Path(current_app.config["OUTBOX_DIR"], folder)
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory / f"{now():%Y%m%dT%H%M%S}-{secrets.token_hex(4)}{suffix}"
+    """A new, unique, empty file in OUTBOX_DIR[/folder], named by time so `ls`
+    sorts it. Folders 0700 and files 0600: messages carry links that sign in."""
+    outbox = Path(current_app.config["OUTBOX_DIR"])
+    for directory in (outbox, outbox / folder):
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = outbox / folder / f"{now():%Y%m%dT%H%M%S}-{secrets.token_hex(4)}{suffix}"
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    return path

@@ -35,11 +35,9 @@ class NotAllowed(Exception):
 
 def enroller() -> tuple[User, str]:
     """(user, "signin" | "manage"), or NotAllowed with where to go instead."""
-    pending = sessions.pending()
-    if pending is not None:
-        user = db.session.get(User, pending["user_id"])
-        if user is not None and user.is_active and not user.confirmed_methods:
-            return user, "signin"
+    pending = sessions.pending(sessions.ENROL)
+    if pending is not None and not pending.user.confirmed_methods:
+        return pending.user, "signin"
     sso = sessions.current()
     if sso is None:
         raise NotAllowed(redirect(url_for("login.password")))

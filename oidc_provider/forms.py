@@ -3,15 +3,35 @@ password managers and one-time-code autofill work."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, RadioField, StringField, TelField
-from wtforms.validators import DataRequired, Email, EqualTo, Length, Regexp
+from wtforms.validators import DataRequired, EqualTo, Length, Regexp, StopValidation
 
-EMAIL = [
-    DataRequired("Enter your email address."),
-    Email("Enter an email address like name@example.com."),
-    Length(max=320),
-]
+from . import accounts, addresses
+
+
+def _address(form: Any, field: Any) -> None:
+    """The provider's one address rule (`addresses.check`); the field keeps
+    the stored form of the address."""
+    try:
+        field.data = addresses.check(field.data)
+    except addresses.AddressRejected as rejected:
+        raise StopValidation(str(rejected)) from None
+
+
+EMAIL = [DataRequired("Enter your email address."), Length(max=320), _address]
+
+
+def _name(form: Any, field: Any) -> None:
+    """A person's name as accounts accept it (`accounts.check_name`)."""
+    try:
+        field.data = accounts.check_name(field.data)
+    except accounts.NameRejected as rejected:
+        raise StopValidation(str(rejected)) from None
+
+
 CODE = [
     DataRequired("Enter the 6-digit code."),
     Regexp(r"^\s*\d{3}\s?\d{3}\s*$", message="The code has 6 digits."),
@@ -50,7 +70,9 @@ class SendCodeForm(FlaskForm):
 
 
 class RegisterForm(FlaskForm):
-    name = StringField("Full name", [DataRequired("Enter your full name."), Length(max=200)], **_ac("name"))
+    name = StringField(
+        "Full name", [DataRequired("Enter your full name."), Length(max=200), _name], **_ac("name")
+    )
     email = EmailField("Email address", EMAIL, **_ac("email"))
     password = PasswordField("Password", [DataRequired("Choose a password.")], **_ac("new-password"))
     confirm = PasswordField(

@@ -13,10 +13,11 @@ from . import audit, devices, interaction, messages, mfa, sessions, signin, tran
 from .clients import query_client
 from .db import db, now
 from .forms import CodeForm, LoginForm
-from .models import LoginTransaction, MfaMethod, User
+from .models import LoginTransaction, MfaMethod, PendingSignIn, User
 from .security import client_ip, limiter, row_id, safe_next
 
 bp = Blueprint("login", __name__)
+EXPIRED = "That sign-in can no longer be finished. Enter your password again."
 STATUS = {"invalid": 422, "wrong": 401, "replayed": 401, "locked": 429, "disabled": 403, "not_activated": 403}
 
 
@@ -58,9 +59,13 @@ def finish(
     tx: LoginTransaction | None = None,
     then: str | None = None,
 ) -> Response:
-    """Start the SSO session and go on; the only way a sign-in completes.
+    """Start the SSO session and go on; the only way a sign-in completes. It
+    uses up the browser's pending sign-in: only one request finishes it.
     `method`: the MFA method whose code was accepted, if any."""
-    next_url = (sessions.pending() or {}).get("next")
+    pending = sessions.pending()
+    if pending is None or pending.user_id != user.id or not sessions.consume_pending(pending):
+        return redirect(url_for("login.password"))
+    next_url = pending.next_url
     signin.record_success(user)
     sso = sessions.start(user, amr, acr, now() if mfa else None)
     audit.record(
@@ -84,7 +89,8 @@ def finish(
 def after_password(user: User, tx: LoginTransaction | None, next_url: str | None, reauth: bool) -> Response:
     """Password accepted: enrol a first method, skip MFA on a trusted computer,
     or ask for a code."""
-    sessions.set_pending(user, tx.id if tx else None, next=safe_next(next_url), reauth=reauth)
+    purpose = sessions.ENROL if not user.confirmed_methods else sessions.REAUTH if reauth else sessions.SIGNIN
+    sessions.begin_pending(user, purpose, tx.id if tx else None, safe_next(next_url))
     if not user.confirmed_methods:
         return redirect(url_for("enrol.choose"))
     trusted = sessions.trusted_computer(user)
@@ -139,7 +145,7 @@ def step_up() -> Response:
     sso = sessions.current()
     if sso is None or tx is None:
         return redirect(url_for("login.password", tx=tx.id if tx else None))
-    sessions.set_pending(sso.user, tx.id, step_up=True)
+    sessions.begin_pending(sso.user, sessions.STEP_UP, tx.id)
     return redirect(url_for("login.second_factor"))
 
 
@@ -148,12 +154,13 @@ def step_up() -> Response:
 AMR = {"totp": ["pwd", "otp", "mfa"], "email": ["pwd", "otp", "mfa"], "sms": ["pwd", "otp", "sms", "mfa"]}
 
 
-def _pending_user() -> tuple[User | None, dict | None]:
-    data = sessions.pending()
-    user = db.session.get(User, data["user_id"]) if data else None
-    if user is None or not user.is_active:
+def _pending_user() -> tuple[User | None, PendingSignIn | None]:
+    pending = sessions.pending()
+    if pending is None:
+        if sessions.drop_pending():  # it took too long, or the person signed out or changed something
+            flash(EXPIRED, "info")
         return None, None
-    return user, data
+    return pending.user, pending
 
 
 def _chosen(user: User, method_id: str | None) -> MfaMethod | None:
@@ -173,7 +180,7 @@ def second_factor() -> Response | str:
         return redirect(url_for("login.password"))
     if not user.confirmed_methods:
         return redirect(url_for("enrol.choose"))
-    tx = transactions.find(pending.get("tx"))
+    tx = transactions.find(pending.tx_id)
     form = CodeForm()
     method = _chosen(user, form.method.data if request.method == "POST" else request.args.get("method"))
     if method is None:
@@ -182,7 +189,7 @@ def second_factor() -> Response | str:
     if form.validate_on_submit():
         result = signin.check_code(user, method, form.code.data, tx.client_id if tx else None)
         if result.error is None:
-            trust = bool(form.trust.data) and not pending.get("step_up") and not pending.get("reauth")
+            trust = bool(form.trust.data) and pending.purpose == sessions.SIGNIN
             return finish(
                 user, AMR[method.kind], interaction.ACR_MFA, mfa=True, method=method, trust=trust, tx=tx
             )
@@ -204,9 +211,9 @@ def second_factor() -> Response | str:
         message=message,
         tx=tx,
         client=query_client(tx.client_id) if tx else None,
-        step_up=pending.get("step_up", False),
-        reauth=pending.get("reauth", False),
-        cancel=pending.get("next") or url_for("portal.home"),
+        step_up=pending.purpose == sessions.STEP_UP,
+        reauth=pending.purpose == sessions.REAUTH,
+        cancel=pending.next_url or url_for("portal.home"),
         code_sent=_code_sent(method),
         locked=standing.locked,
     ), status
@@ -241,12 +248,13 @@ def enrolled() -> Response:
     user, pending = _pending_user()
     if user is None or not user.confirmed_methods:
         return redirect(url_for("login.password"))
-    method = next((m for m in user.confirmed_methods if m.id == pending.get("enrolled")), None)
+    enrolled_here = pending.enrolled_method_id if pending.purpose == sessions.ENROL else None
+    method = next((m for m in user.confirmed_methods if m.id == enrolled_here), None)
     if method is None:
         return redirect(url_for("login.second_factor"))
-    tx = transactions.find(pending.get("tx"))
+    tx = transactions.find(pending.tx_id)
     audit.record("mfa_added", user=user, email=user.email, kind=method.kind, target=mfa.mask(method))
-    going_on = continue_url(tx, pending.get("next"))
+    going_on = continue_url(tx, pending.next_url)
     return finish(
         user,
         AMR[method.kind],

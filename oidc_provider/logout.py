@@ -122,14 +122,6 @@ def verify_id_token_hint(hint: str | None) -> dict[str, Any] | None:
     return claims
 
 
-def session_named_by(hint: dict[str, Any] | None) -> SsoSession | None:
-    """The open session an ID token hint names (its `sid` and `sub`)."""
-    if not hint or not hint.get("sid"):
-        return None
-    sso = db.session.scalar(db.select(SsoSession).filter_by(sid=hint["sid"], ended_at=None))
-    return sso if sso is not None and sso.user.sub == hint.get("sub") else None
-
-
 # -- delivery -------------------------------------------------------------------------
 
 

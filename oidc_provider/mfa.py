@@ -36,7 +36,7 @@ from markupsafe import Markup
 from phonenumbers import PhoneNumberType
 from sqlalchemy import or_, update
 
-from . import crypto, delivery
+from . import addresses, crypto, delivery
 from .db import db, now, timestamp
 from .models import MfaMethod, User
 
@@ -174,10 +174,10 @@ def _check_target(kind: str, target: str | None) -> str | None:
     if kind == "sms":
         return parse_phone(target or "")
     if kind == "email":
-        address = (target or "").strip()
-        if not re.fullmatch(r"[^@\s]+@[^@\s]+", address):
-            raise MfaError("Enter an email address like name@example.com.")
-        return address
+        try:
+            return addresses.check(target)
+        except addresses.AddressRejected as rejected:
+            raise MfaError(str(rejected)) from None
     return None
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .db import db, now, timestamp
+from .db import db, new_token, now, timestamp
 
 
 class User(db.Model):
@@ -31,6 +31,9 @@ class User(db.Model):
     failed_logins: Mapped[int] = mapped_column(default=0)
     lockouts: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None]
+    # changes when whatever proved who the person is changes (password, MFA reset,
+    # disable, sign-out): half-finished sign-ins made under an older one are refused
+    security_stamp: Mapped[str] = mapped_column(String(64), default=lambda: new_token(16), server_default="")
 
     mfa_methods: Mapped[list[MfaMethod]] = relationship(
         back_populates="user", cascade="all, delete-orphan", order_by="MfaMethod.id"
@@ -113,6 +116,31 @@ class AccountToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=now)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+    # an activation link's: the password it activates, chosen by the registration it was sent for
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+
+    user: Mapped[User] = relationship()
+
+
+class PendingSignIn(db.Model):
+    """A sign-in between its password and its second step: a code (`signin`),
+    the first MFA method (`enrol`), or more proof from a signed-in browser
+    (`step_up`, `reauth`). The browser holds only a random token whose hash is
+    `token_hash`. It works once (`consumed_at`), until `expires_at`, and only
+    while the user's `security_stamp` is the one it was made under."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(20))
+    security_stamp: Mapped[str] = mapped_column(String(64))
+    tx_id: Mapped[str | None] = mapped_column(String(64))  # the app's parked request, if any
+    next_url: Mapped[str | None] = mapped_column(Text)  # a local path to go on to
+    # the method set up by this sign-in (`enrol`), the one thing besides a code that finishes it
+    enrolled_method_id: Mapped[int | None] = mapped_column(ForeignKey("mfa_method.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    consumed_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship()
 

@@ -26,7 +26,7 @@ from flask import (
 
 from . import accounts, audit, logout, messages, mfa, passwords, sessions, signin
 from .clients import Client, all_clients, query_client
-from .db import db, now
+from .db import db, now, same
 from .forms import ChangePasswordForm, ConfirmForm
 from .mfa import LastMethodError
 from .models import SsoSession, TrustedComputer
@@ -115,10 +115,7 @@ def change_password(sso: SsoSession) -> Response | tuple[str, int]:
             except accounts.PasswordRejected as rejected:
                 form.password.errors.append(str(rejected))
             else:
-                others = (
-                    f" {ended} other browser{'s were' if ended != 1 else ' was'} signed out." if ended else ""
-                )
-                flash(f"Your password was changed.{others}", "success")
+                flash(_password_changed(ended), "success")
                 return redirect(url_for("portal.details"), 303)
         status = 401 if error else 422
     elif request.method == "POST":
@@ -130,6 +127,16 @@ def change_password(sso: SsoSession) -> Response | tuple[str, int]:
         error=error,
         hint=passwords.strength_hint(),
     ), status
+
+
+def _password_changed(ended: int) -> str:
+    """What a password change did, for the person who made it."""
+    if not ended:
+        return "Your password was changed. Apps that stayed connected elsewhere must sign in again."
+    browsers = f"{ended} other browser{'s were' if ended != 1 else ' was'}"
+    return (
+        f"Your password was changed. {browsers} signed out and apps that stayed connected must sign in again."
+    )
 
 
 @bp.get("/account/mfa")
@@ -201,24 +208,35 @@ def revoke_trusted(sso: SsoSession, computer_id: int) -> Response:
 def sign_out() -> Response | str:
     """Sign out: the portal's button and RP-Initiated Logout 1.0 (`end_session_endpoint`).
 
-    A valid `id_token_hint` proves which app asks: then the sign-out happens at
-    once and returns to a registered `post_logout_redirect_uri` with `state`.
-    Otherwise the person confirms first and stays here (no redirect)."""
+    A valid `id_token_hint` for this browser's own session proves which app
+    asks: then the sign-out happens at once and returns to a registered
+    `post_logout_redirect_uri` with `state`. Otherwise the person confirms
+    first, and the page that follows links back to the app (no redirect).
+    Either way only this browser's session ends, and this browser's "Trust
+    this computer" is forgotten."""
     params = request.values
-    hint = _hint_for_this_browser(logout.verify_id_token_hint(params.get("id_token_hint")))
-    client = _logout_client(hint, params.get("client_id"))
+    own = sessions.held()
+    claims = logout.verify_id_token_hint(params.get("id_token_hint"))
+    hint = _hint_for_this_browser(claims, own)
+    client = _logout_client(claims, params.get("client_id"))
+    uri = params.get("post_logout_redirect_uri")
+    back_to = uri if client and uri in client.post_logout_redirect_uris else None
     if hint is None and not _confirmed():
         return render_template(
             "portal/logout_confirm.html",
             title="Sign out?",
             client=client,
-            signed_in=sessions.current() is not None,
+            signed_in=own is not None,
+            trusted=sessions.TRUST_COOKIE in request.cookies,
             form=ConfirmForm(),
+            carried={
+                k: params[k]
+                for k in CARRIED
+                if params.get(k) and (k != "post_logout_redirect_uri" or back_to)
+            },
         )
-    uri = params.get("post_logout_redirect_uri")
-    back_to = uri if hint and client and uri in client.post_logout_redirect_uris else None
-    ended = _end_this_browser(hint)
-    if back_to and not ended.frontchannel_urls:
+    ended = _end_this_browser(own)
+    if hint and back_to and not ended.frontchannel_urls:
         response = redirect(
             add_params_to_uri(back_to, [("state", params["state"])]) if params.get("state") else back_to
         )
@@ -228,6 +246,10 @@ def sign_out() -> Response | str:
     return response
 
 
+# what an app sent, kept through the confirmation for the way back to it
+CARRIED = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state")
+
+
 def _confirmed() -> bool:
     """A POST of our own confirmation form (the portal's Sign out button too)."""
     return (
@@ -235,12 +257,14 @@ def _confirmed() -> bool:
     )
 
 
-def _hint_for_this_browser(hint: dict | None) -> dict | None:
-    """The hint, unless it names someone else than the person signed in here:
-    such a request is suspect (RP-Initiated Logout 1.0 section 2), since any
-    page can send one of its own user's ID tokens; the person is asked."""
-    sso = sessions.current()
-    if hint is not None and sso is not None and hint.get("sub") != sso.user.sub:
+def _hint_for_this_browser(hint: dict | None, own: SsoSession | None) -> dict | None:
+    """The hint, if it names this browser's own session (its `sid` and `sub`).
+    Any other is suspect (RP-Initiated Logout 1.0 section 2): ID tokens reach
+    every app, their logs and browser storage, and any page can send one, so a
+    hint alone, expired or not, never signs out without the person's yes."""
+    if hint is None or own is None:
+        return None
+    if not (same(str(hint.get("sid")), own.sid) and same(str(hint.get("sub")), own.user.sub)):
         return None
     return hint
 
@@ -255,11 +279,13 @@ def _logout_client(hint: dict | None, client_id: str | None) -> Client | None:
     return query_client(client_id)
 
 
-def _end_this_browser(hint: dict | None) -> logout.Ended:
-    """End this browser's session; or, when it has none (idle, another cookie
-    jar), the still-open session the ID token names, so its apps hear of it."""
-    sso = sessions.current() or logout.session_named_by(hint)
+def _end_this_browser(sso: SsoSession | None) -> logout.Ended:
+    """End this browser's session (`sessions.held`: idle ones too, so their apps
+    hear of it) and any sign-in in progress here."""
     ended = logout.end_session(sso) if sso is not None else logout.Ended(None, (), ())
+    if sso is not None:  # their half-finished sign-ins elsewhere end too
+        accounts.bump_security_stamp(sso.user)
+        db.session.commit()
     sessions.end_current()
     return ended
 

@@ -3,7 +3,7 @@ existing user base over (and to fill a benchmark).
 
 Each line (JSON Lines, or CSV with a header row) is one person:
 
-- `email` (required): checked with the sign-in form's address rule;
+- `email` (required): checked with the provider's one address rule (`addresses.check`);
 - `name` (required);
 - `password` (checked against the password policy and hashed with argon2id)
   or `password_hash`: an argon2 or bcrypt hash from the old system, kept as
@@ -30,11 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import email_validator
 from argon2 import extract_parameters
 from argon2.exceptions import InvalidHashError
 
-from . import accounts, audit, mfa, passwords
+from . import accounts, addresses, audit, mfa, passwords
 from .db import db, new_token, now
 from .models import MfaMethod, User
 
@@ -54,7 +53,9 @@ class LineResult:
     detail: str
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.outcome} {self.email or '-'}{': ' + self.detail if self.detail else ''}"
+        return (
+            f"line {self.line}: {self.outcome} {self.email or '-'}{': ' + self.detail if self.detail else ''}"
+        )
 
 
 class Refused(ValueError):
@@ -118,6 +119,10 @@ def _person(fields: dict[str, Any]) -> dict[str, Any]:
     name = " ".join(str(fields.get("name") or "").split())
     if not name or len(name) > 200:
         raise Refused("a name of 1 to 200 characters is needed")
+    try:
+        name = accounts.check_name(name)  # the register page's rule: no control characters
+    except accounts.NameRejected as refused:
+        raise Refused(str(refused)) from None
     return {
         "email": email,
         "name": name,
@@ -128,16 +133,13 @@ def _person(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _address(value: Any) -> str:
-    """The sign-in form's rule (wtforms' Email(): email-validator, no DNS lookup)."""
+    """The provider's one address rule (`addresses.check`), in its stored form."""
     if not isinstance(value, str) or not value.strip():
         raise Refused("no email address")
     try:
-        email_validator.validate_email(value.strip(), check_deliverability=False)
-    except email_validator.EmailNotValidError as exc:
+        return addresses.check(value)
+    except addresses.AddressRejected as exc:
         raise Refused(f"not an email address the sign-in page accepts ({exc})") from None
-    if len(value.strip()) > 320:
-        raise Refused("the email address is longer than 320 characters")
-    return accounts.normalize_email(value)
 
 
 def _password_hash(fields: dict[str, Any], email: str) -> str:

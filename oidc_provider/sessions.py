@@ -5,6 +5,9 @@
   SHA-256 is the row's `cookie_hash`. Every sign-in gets a new token (no
   fixation); `sid` stays for the browser's session so RPs can match logout.
 - Pending sign-in: password accepted, second factor not yet -- not a session.
+  A server-side `PendingSignIn` row; the browser holds only its random token.
+  It works once, for minutes, and dies with a change of the user's security
+  stamp (password change or reset, MFA reset, disable, sign-out).
 - Trusted computer: a persistent cookie (7 days) whose hash is stored with
   the user; while valid the password alone signs in.
 """
@@ -15,10 +18,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Response, current_app, request, session
+from sqlalchemy import delete, update
 from user_agents import parse as parse_user_agent
 
-from .db import db, new_token, now, token_hash
-from .models import SsoSession, TrustedComputer, User
+from . import logout
+from .db import db, new_token, now, same, token_hash
+from .models import PendingSignIn, SsoSession, TrustedComputer, User
 
 SSO_KEY = "sso"
 PENDING_KEY = "pending"
@@ -61,9 +66,24 @@ def current() -> SsoSession | None:
     return sso
 
 
+def held() -> SsoSession | None:
+    """The session this browser's cookie names, unless it was ended: also when
+    idle or past its lifetime, since the cookie proves this browser held it
+    (signing out, signing in as someone else)."""
+    token = session.get(SSO_KEY)
+    if not isinstance(token, str):
+        return None
+    sso = db.session.scalar(db.select(SsoSession).filter_by(cookie_hash=token_hash(token)))
+    return sso if sso is not None and sso.ended_at is None else None
+
+
 def start(user: User, amr: list[str], acr: str, mfa_at: datetime | None) -> SsoSession:
     """Sign the browser in: a new cookie token, the same `sid` if this browser
-    was already signed in as this user."""
+    was already signed in as this user. Someone else's session in this browser
+    ends as a logout ends it: its apps are told, its tokens revoked, audited."""
+    someone_else = held()
+    if someone_else is not None and someone_else.user_id != user.id:
+        logout.end_session(someone_else, reason="session_ended")
     previous = current()
     session.clear()  # nothing from before the sign-in survives (fixation)
     token = new_token()
@@ -71,8 +91,6 @@ def start(user: User, amr: list[str], acr: str, mfa_at: datetime | None) -> SsoS
     if previous is not None and previous.user_id == user.id:
         sso = previous
     else:
-        if previous is not None:
-            end(previous)
         sso = SsoSession(sid=new_token(16), user_id=user.id, created_at=at)
         db.session.add(sso)
     sso.cookie_hash = token_hash(token)
@@ -96,11 +114,12 @@ def end(sso: SsoSession) -> None:
 
 
 def end_current() -> SsoSession | None:
-    """Sign this browser out; returns the session that ended."""
+    """Sign this browser out, a sign-in in progress too; returns the session that ended."""
     sso = current()
     if sso is not None:
         end(sso)
         db.session.commit()
+    drop_pending()
     session.clear()
     return sso
 
@@ -117,29 +136,86 @@ def is_fresh(sso: SsoSession | None) -> bool:
 
 # -- the sign-in in progress --------------------------------------------------------
 
-
-def set_pending(user: User, tx: str | None, **extra: Any) -> None:
-    """Password accepted; remember it (briefly) until the second factor."""
-    session[PENDING_KEY] = {"user_id": user.id, "tx": tx, "at": now().isoformat(), **extra}
+SIGNIN, ENROL, STEP_UP, REAUTH = "signin", "enrol", "step_up", "reauth"  # what a pending sign-in is for
 
 
-def pending() -> dict[str, Any] | None:
-    """The password step of this browser, if recent enough to finish."""
-    data = session.get(PENDING_KEY)
-    if not data:
+def begin_pending(
+    user: User, purpose: str, tx_id: str | None = None, next_url: str | None = None
+) -> PendingSignIn:
+    """The password (or a signed-in browser) was accepted; the second step is
+    still owed. A server-side row, PENDING_SIGNIN_LIFETIME long, made under the
+    user's security stamp; the browser gets only its random token. Any earlier
+    one of this browser ends."""
+    drop_pending()
+    at = now()
+    db.session.execute(delete(PendingSignIn).where(PendingSignIn.expires_at <= at))  # nothing lingers
+    token = new_token()
+    item = PendingSignIn(
+        token_hash=token_hash(token),
+        user_id=user.id,
+        purpose=purpose,
+        security_stamp=user.security_stamp,
+        tx_id=tx_id,
+        next_url=next_url,
+        created_at=at,
+        expires_at=at + _seconds("PENDING_SIGNIN_LIFETIME"),
+    )
+    db.session.add(item)
+    db.session.commit()
+    session[PENDING_KEY] = token
+    return item
+
+
+def pending(*purposes: str) -> PendingSignIn | None:
+    """This browser's sign-in in progress (for one of `purposes`, if given), if
+    it can still finish: not used, not expired, its user active, and nothing
+    changed since about how the person proves who they are (security stamp)."""
+    token = session.get(PENDING_KEY)
+    if not isinstance(token, str):
         return None
-    if now() - datetime.fromisoformat(data["at"]) > _seconds("LOGIN_TRANSACTION_LIFETIME"):
-        session.pop(PENDING_KEY, None)
+    item = db.session.scalar(db.select(PendingSignIn).filter_by(token_hash=token_hash(token)))
+    if (
+        item is None
+        or item.consumed_at is not None
+        or item.expires_at <= now()
+        or not item.user.is_active
+        or not same(item.security_stamp, item.user.security_stamp)
+        or (purposes and item.purpose not in purposes)
+    ):
         return None
-    return data
+    return item
 
 
 def mark_enrolled(method_id: int) -> None:
     """The pending sign-in set up its first method (the enrolment gate), the one
     thing besides a code that lets it finish (`login.enrolled`)."""
-    data = session.get(PENDING_KEY)
-    if data:
-        session[PENDING_KEY] = {**data, "enrolled": method_id}
+    item = pending(ENROL)
+    if item is not None:
+        item.enrolled_method_id = method_id
+        db.session.commit()
+
+
+def consume_pending(item: PendingSignIn) -> bool:
+    """Use the pending sign-in up: True for the one request that finishes it,
+    False for any other (a copy of the cookie, a second tab, a double submit)."""
+    used = db.session.execute(
+        update(PendingSignIn)
+        .where(PendingSignIn.id == item.id, PendingSignIn.consumed_at.is_(None))
+        .values(consumed_at=now())
+    )
+    db.session.commit()
+    session.pop(PENDING_KEY, None)
+    return used.rowcount == 1
+
+
+def drop_pending() -> bool:
+    """This browser gives up its sign-in in progress (sign-out, a new sign-in,
+    one that can no longer finish); True when it had one."""
+    token = session.pop(PENDING_KEY, None)
+    if isinstance(token, str):
+        db.session.execute(delete(PendingSignIn).where(PendingSignIn.token_hash == token_hash(token)))
+        db.session.commit()
+    return token is not None
 
 
 # -- trusted computer ---------------------------------------------------------------

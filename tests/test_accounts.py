@@ -210,12 +210,73 @@ def test_duplicate_email_gets_the_same_page_and_an_already_registered_email(
     assert passwords.verify_password(user(mail_app).password_hash, GOOD)  # unchanged
 
 
-def test_registering_again_while_pending_sends_a_fresh_activation_link(mail_app, client, smtp_server, clock):
+ATTACKER = "the attackers own long passphrase"
+
+
+def test_a_stranger_who_registers_an_address_first_never_holds_the_account(mail_app, smtp_server, clock):
+    """F-04 (account pre-hijacking): the attacker registers victim@ with his
+    password; later the victim registers with hers and opens the link she
+    receives. She signs in with HER password; his is refused and he never
+    reaches the MFA enrolment."""
+    attacker, victim = mail_app.test_client(), mail_app.test_client()
+    data = {"name": "Not Ann", "email": ANN, "password": ATTACKER, "confirm": ATTACKER}
+    assert attacker.post("/register", data=data).status_code == 303
+    his_link = activation_link(smtp_server)  # in her mailbox, never seen by him
+
+    clock.advance(minutes=2)
+    assert register(victim).status_code == 303  # her own name and password
+    mail = smtp_server.last(ANN)
+    assert mail["Subject"] == "Activate your Login Portal account"
+    her_link = activation_link(smtp_server)
+    assert her_link != his_link
+
+    replaced = victim.get(path(his_link))
+    assert replaced.status_code == 410 and "This link was replaced" in replaced.get_data(as_text=True)
+    assert 'action="/forgot-password"' in replaced.get_data(as_text=True)
+    opened = victim.get(path(her_link))
+    assert opened.status_code == 200 and "Welcome, Ann Example" in opened.get_data(as_text=True)
+
+    signed_in = victim.post("/login", data={"email": ANN, "password": GOOD})
+    assert signed_in.status_code == 302 and path(signed_in.location) == "/mfa/setup"
+    refused = attacker.post("/login", data={"email": ANN, "password": ATTACKER})
+    assert refused.status_code == 401 and signin.WRONG in refused.get_data(as_text=True)
+    assert path(attacker.get("/mfa/setup").location) == "/login"
+    assert path(attacker.get("/account").location) == "/login"
+    assert user(mail_app).name == "Ann Example"
+    assert [e.outcome for e in events(mail_app, "registered")] == ["ok", "replaced"]
+
+
+def test_an_activation_link_activates_the_password_of_its_own_registration(
+    mail_app, client, smtp_server, clock
+):
+    """The password travels with the link, not with the account: whatever
+    happens to the pending account between, her link gives her password."""
+    register(client)
+    her_link = activation_link(smtp_server)
+    with mail_app.app_context():
+        pending = db.session.scalar(db.select(User).filter_by(email=ANN))
+        pending.password_hash = passwords.hash_password(ATTACKER)  # as a concurrent registration would
+        db.session.commit()
+    assert client.get(path(her_link)).status_code == 200
+    assert passwords.verify_password(user(mail_app).password_hash, GOOD)
+    assert not passwords.verify_password(user(mail_app).password_hash, ATTACKER)
+
+
+def test_registering_again_while_pending_takes_the_new_password(mail_app, client, smtp_server, clock):
     register(client)
     clock.advance(minutes=2)
     register(client, password=NEW)
-    notice = smtp_server.last(ANN)
-    assert "you already have an account" in text_of(notice)
+    assert "you already have an account" not in text_of(smtp_server.last(ANN))
+    assert client.get(path(activation_link(smtp_server))).status_code == 200
+    assert passwords.verify_password(user(mail_app).password_hash, NEW)
+    assert len(smtp_server.to(ANN)) == 2
+
+
+def test_registering_again_within_the_cooldown_changes_nothing(mail_app, client, smtp_server):
+    register(client)
+    register(client, password=NEW)
+    assert len(smtp_server.to(ANN)) == 1
+    assert passwords.verify_password(user(mail_app).password_hash, GOOD)
     assert client.get(path(activation_link(smtp_server))).status_code == 200
     assert passwords.verify_password(user(mail_app).password_hash, GOOD)
 
@@ -477,3 +538,42 @@ def test_users_list_shows_each_state_in_columns(mail_app, client, smtp_server, a
     assert "active" in lines[1] and "pending activation" in lines[2] and "disabled" in lines[3]
     assert len({line.index("Ann Example") for line in lines[1:]}) == 1  # aligned
     assert runner.invoke(args=["users", "disable", "nobody@example.com", "--reason", "x"]).exit_code == 1
+
+
+# --- what registrants type never reaches someone else's mailbox ----------------------------
+
+INJECTED = (
+    "Security team. Your Login Portal account was flagged. Verify within 24 hours at "
+    "https://login-portal-verify.example/id or it is deleted. Ignore the link below, it has expired. Regards"
+)
+
+
+def test_mail_to_an_address_not_yet_verified_greets_without_the_typed_name(mail_app, client, smtp_server):
+    """F-11: the registration name (any text, URLs too) went out from the
+    portal's sender to whatever address was typed."""
+    data = {"name": INJECTED, "email": ANN, "password": GOOD, "confirm": GOOD}
+    assert client.post("/register", data=data).status_code == 303
+    activation = smtp_server.last(ANN)
+    for body in (text_of(activation), html_of(activation)):
+        assert "Hello," in body
+        assert "login-portal-verify" not in body and "flagged" not in body
+
+    client.get(path(activation_link(smtp_server)))  # the mailbox's owner activates: the address is verified
+    client.post("/forgot-password", data={"email": ANN})
+    assert f"Hello {INJECTED[:20]}" in text_of(smtp_server.last(ANN))  # names stay once verified
+
+
+@pytest.mark.parametrize(
+    "name", ["Ann\r\nExample", "Ann\u202eelpmaxE", "Ann\u2028Example", "Ann\x1bExample", "  "]
+)
+def test_names_with_control_characters_are_refused(mail_app, client, smtp_server, name):
+    response = client.post("/register", data={"name": name, "email": ANN, "password": GOOD, "confirm": GOOD})
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert "control characters" in page or "Enter your full name." in page
+    assert user(mail_app) is None and smtp_server.messages == []
+    result = mail_app.test_cli_runner().invoke(
+        args=["users", "create", ANN, "--name", name, "--password-stdin"], input=GOOD + "\n"
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert user(mail_app) is None

@@ -177,3 +177,37 @@ def test_client_is_immutable_and_matches_redirect_uris_exactly():
     assert not client.check_redirect_uri("https://modeler.example.com/callback?a=1")
     with pytest.raises(AttributeError):
         client.name = "changed"
+
+
+SHIPPED = {**GOOD, "client_secret_sha256": hashlib.sha256(b"dev-secret-modeler").hexdigest()}
+
+
+def test_the_shipped_development_secrets_are_refused_on_an_https_issuer(make_app):
+    """I-01: modeler:dev-secret-modeler authenticated at /token of an https server."""
+    with pytest.raises(
+        ClientsFileError, match=r"client 'modeler': field 'client_secret_sha256': is the deve"
+    ):
+        make_app(clients=[SHIPPED])
+    assert clients.validate({"clients": [SHIPPED]}, "https://login.example.com")
+    assert clients.validate({"clients": [SHIPPED]}, "http://127.0.0.1:5000") == []  # local use
+
+
+def test_a_shipped_secret_from_the_environment_is_refused_too(monkeypatch):
+    monkeypatch.setenv("MODELER_SECRET", "dev-secret-modeler")
+    entry = {**GOOD, "client_secret_env": "MODELER_SECRET"}
+    entry.pop("client_secret_sha256")
+    [problem] = clients.validate({"clients": [entry]}, "https://login.example.com")
+    assert problem.startswith("client 'modeler': field 'client_secret_env': is the development secret")
+
+
+def test_clients_check_names_the_client_with_a_shipped_secret(runner, app, tmp_path):
+    (tmp_path / "clients.yaml").write_text(yaml.safe_dump({"clients": [SHIPPED]}))
+    result = runner.invoke(args=["clients", "check"])
+    assert result.exit_code == 1
+    assert "client 'modeler': field 'client_secret_sha256'" in result.output
+    assert "clients secret modeler" in result.output
+
+
+def test_the_shipped_file_starts_on_the_local_http_issuer(make_app):
+    app = make_app(OIDC_CLIENTS_FILE="clients.yaml", OIDC_ISSUER="http://127.0.0.1:5000")
+    assert "modeler" in app.extensions["clients"]

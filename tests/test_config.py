@@ -58,3 +58,21 @@ def test_readme_documents_every_setting():
     text = (Path(config.__file__).parent.parent / "README.md").read_text()
     missing = [s.name for s in config.SETTINGS if f"`{s.name}`" not in text]
     assert missing == []
+
+
+def test_the_database_outbox_and_secret_key_are_readable_by_the_provider_only(make_app, tmp_path):
+    """I-03: the SQLite database, its WAL, the outbox and instance/ were
+    world-readable (0644, folders 0755)."""
+    instance = tmp_path / "fresh-instance"
+    app = make_app(INSTANCE_PATH=str(instance), DATABASE_URL="", SECRET_KEY="", OUTBOX_DIR="")
+    client = app.test_client()
+    data = {"name": "Ann", "email": "ann@example.com", "password": "a long enough passphrase"}
+    assert client.post("/register", data={**data, "confirm": data["password"]}).status_code == 303
+    database = instance / "portal.sqlite3"
+    files = [database, Path(f"{database}-wal"), Path(f"{database}-shm"), instance / "secret_key"]
+    files += list((instance / "outbox").glob("*.eml"))
+    assert len(files) == 5
+    for path in files:
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    for folder in (instance, instance / "outbox"):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder

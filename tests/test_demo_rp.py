@@ -24,6 +24,8 @@ from examples.demo_rp import LocalSession, create_app  # noqa: E402
 from examples.demo_rp.provider import BACKCHANNEL_EVENT  # noqa: E402
 
 ISSUER = "https://op.example.test"
+# not the shipped dev-secret-modeler: an https issuer refuses the development secrets
+SECRET = "modeler-secret-for-the-demo-app-tests-0000001"
 BASE = "http://127.0.0.1:5001"
 END_SESSION = f"{ISSUER}/logout"
 
@@ -82,7 +84,7 @@ def demo_app(fetch_json=None):
     config = {
         "ISSUER": ISSUER,
         "CLIENT_ID": "modeler",
-        "CLIENT_SECRET": "dev-secret-modeler",
+        "CLIENT_SECRET": SECRET,
         "NAME": "Modeler",
     }
     return create_app({**config, "BASE_URL": BASE, "SECRET_KEY": "test", "FETCH_JSON": fetch_json})
@@ -323,7 +325,7 @@ def portal(make_app, clock, monkeypatch):
         "redirect_uris": [f"{BASE}/callback"],
         "post_logout_redirect_uris": [f"{BASE}/"],
         "backchannel_logout_uri": f"{BASE}/backchannel-logout",
-        "client_secret_sha256": conftest.sha("dev-secret-modeler"),
+        "client_secret_sha256": conftest.sha(SECRET),
         "scopes": ["openid", "profile", "email", "phone", "offline_access"],
         "first_party": True,
     }

@@ -9,8 +9,9 @@ import jwt as pyjwt
 import pytest
 from conftest import SECRETS
 from conftest import test_clients as default_clients
-from rp import RP, make_user, query
+from rp import RP, forms, make_user, query
 
+from oidc_provider import audit
 from oidc_provider.db import db
 from oidc_provider.logout import EVENT
 from oidc_provider.models import LogoutDelivery, SsoSession, Token, TrustedComputer
@@ -397,3 +398,140 @@ def test_front_channel_logout_loads_each_apps_logout_page(make_app, clock):
     assert query(iframe) == {"app": "1", "iss": "https://op.example.test", "sid": sid}
     assert "frame-src https://rp.example.test" in response.headers["Content-Security-Policy"]
     assert 'id="continue"' in page and "state=fc" in page
+
+
+# -- a hint alone never signs out a session this browser does not hold (F-12) ---------------
+
+
+def deliveries(app) -> int:
+    with app.app_context():
+        return db.session.query(LogoutDelivery).count()
+
+
+def test_a_bare_expired_id_token_from_another_browser_asks_and_ends_nothing(logout_app, lrp, clock):
+    """F-12: a cookieless GET /logout?id_token_hint=<expired token> ended the
+    victim's session everywhere, with back-channel logout to its apps."""
+    tokens = lrp.tokens()
+    clock.advance(seconds=logout_app.config["ID_TOKEN_LIFETIME"] + 60)  # expired; the session is alive
+    assert lrp.code_from(lrp.authorize(prompt="none"))
+    stranger = logout_app.test_client()
+    params = {
+        "id_token_hint": tokens["id_token"],
+        "post_logout_redirect_uri": "https://rp.example.test/post_logout_redirect",
+        "state": "s",
+    }
+    for method in (stranger.get, stranger.post):
+        asked = method(
+            "/logout", **({"query_string": params} if method == stranger.get else {"data": params})
+        )
+        assert asked.status_code == 200 and "Sign out?" in asked.get_data(as_text=True)
+        assert "There is nothing to sign out of in this browser" in asked.get_data(as_text=True)
+    # saying yes in that browser signs out that browser only
+    done = stranger.post("/logout", data={"confirm": "1", **params})
+    assert done.status_code == 200 and "You are signed out" in done.get_data(as_text=True)
+    assert lrp.code_from(lrp.authorize(prompt="none"))  # the victim is still signed in
+    assert deliveries(logout_app) == 0
+
+
+def test_a_hint_for_another_session_of_the_same_person_asks_first(logout_app, lrp, clock):
+    laptop = lrp.tokens()
+    phone = RP(logout_app, logout_app.test_client(), clock, lrp.user)
+    phone.sign_in(phone.authorize())
+    response = phone.browser.get(
+        "/logout",
+        query_string={
+            "id_token_hint": laptop["id_token"],
+            "post_logout_redirect_uri": "https://rp.example.test/post_logout_redirect",
+            "state": "s",
+        },
+    )
+    assert response.status_code == 200 and "Sign out?" in response.get_data(as_text=True)
+    assert phone.code_from(phone.authorize(prompt="none"))
+    assert lrp.code_from(lrp.authorize(prompt="none"))
+    assert deliveries(logout_app) == 0
+
+
+# -- signing out always forgets "Trust this computer" (F-13) -----------------------------
+
+
+def test_after_the_session_idled_out_signing_out_still_forgets_this_computer(logout_app, lrp, clock):
+    """F-13: after the SSO session idled out, /logout said 'You are not signed
+    in' with no form, so the trusted computer could not be forgotten."""
+    lrp.sign_in(lrp.authorize(), trust=True)
+    clock.advance(seconds=logout_app.config["SSO_SESSION_IDLE"] + 1)
+    page = lrp.browser.get("/logout")
+    assert page.status_code == 200 and 'name="confirm"' in page.get_data(as_text=True)
+    done = lrp.browser.post("/logout", data={"confirm": "1"})
+    assert "You are signed out" in done.get_data(as_text=True)
+    assert lrp.browser.get_cookie("portal_trusted") is None
+    with logout_app.app_context():
+        assert db.session.query(TrustedComputer).count() == 0
+    response = lrp.browser.post(
+        lrp.authorize().location, data={"email": lrp.user.email, "password": lrp.user.password}
+    )
+    assert urlsplit(response.location).path == "/login/code"  # the next person needs the code
+
+
+def test_a_trusted_browser_with_no_session_left_is_offered_to_forget_this_computer(logout_app, lrp, clock):
+    lrp.sign_in(lrp.authorize(), trust=True)
+    other = RP(logout_app, logout_app.test_client(), clock, lrp.user)
+    other.sign_in(other.authorize())
+    with logout_app.app_context():
+        first = db.session.query(SsoSession).order_by(SsoSession.id).first().id
+    assert other.browser.post(f"/account/sessions/{first}/end").status_code == 303  # ended from elsewhere
+    page = lrp.browser.get("/logout").get_data(as_text=True)
+    assert "Forget this computer" in page and 'name="confirm"' in page
+    lrp.browser.post("/logout", data={"confirm": "1"})
+    assert lrp.browser.get_cookie("portal_trusted") is None
+    with logout_app.app_context():
+        assert db.session.query(TrustedComputer).count() == 0
+
+
+def test_signing_in_as_someone_else_in_this_browser_signs_the_first_person_out_properly(
+    logout_app, lrp, receiver, clock
+):
+    """F-14: signing in as B in A's browser only marked A's session ended: no
+    back-channel logout, A's tokens stayed valid, nothing in the audit log."""
+    first = lrp.tokens()
+    a_claims = lrp.id_token(first["id_token"])
+    faith = make_user(logout_app, email="faith@example.com")
+    clock.advance(seconds=30)
+    response = lrp.browser.post("/login", data={"email": faith.email, "password": faith.password})
+    assert urlsplit(response.location).path == "/login/code"
+    lrp.browser.post("/login/code", data={"code": faith.totp.at(clock.now)})
+
+    [(where, token)] = receiver.wait_for(1)
+    assert where == "/client/backchannel"
+    claims = verify_logout_token(logout_app, token, "client")
+    assert (claims["sid"], claims["sub"]) == (a_claims["sid"], a_claims["sub"])
+    assert lrp.userinfo(first["access_token"]).status_code == 401
+    with logout_app.app_context():
+        ended = audit.query(user_id=lrp.user.id, events=["session_ended"])
+        assert [e.details["sid"] for e in ended] == [a_claims["sid"]]
+    page = lrp.browser.get("/account").get_data(as_text=True)
+    assert faith.email in page and lrp.user.email not in page
+
+
+def test_after_saying_yes_the_page_links_back_to_the_app_with_its_state(logout_app, lrp, clock):
+    """A hint for another session asks first; the answer still leads back to
+    the registered post_logout_redirect_uri, as a link (no redirect)."""
+    laptop = lrp.tokens()
+    phone = RP(logout_app, logout_app.test_client(), clock, lrp.user)
+    phone.sign_in(phone.authorize())
+    params = {
+        "id_token_hint": laptop["id_token"],
+        "post_logout_redirect_uri": "https://rp.example.test/post_logout_redirect",
+        "state": "back",
+    }
+    elsewhere = {**params, "post_logout_redirect_uri": "https://evil.example/"}
+    fields = dict(forms(phone.browser.get("/logout", query_string=elsewhere).data)[0]["fields"])
+    assert "post_logout_redirect_uri" not in fields  # only a registered one is carried
+    asked = phone.browser.get("/logout", query_string=params)
+    [form] = [f for f in forms(asked.data) if dict(f["fields"]).get("confirm") == "1"]
+    assert dict(form["fields"]) == {**params, "confirm": "1"}
+    done = phone.browser.post("/logout", data=dict(form["fields"]))
+    page = done.get_data(as_text=True)
+    assert done.status_code == 200 and "You are signed out" in page
+    assert 'href="https://rp.example.test/post_logout_redirect?state=back"' in page
+    assert query(phone.authorize(prompt="none").location)["error"] == "login_required"
+    assert lrp.code_from(lrp.authorize(prompt="none"))  # the laptop's session is the laptop's

@@ -1,6 +1,7 @@
 """My details: what a signed-in person sees and changes about their account."""
 
-from rp import RP, query
+from mailserver import text_of
+from rp import RP, make_user, query
 
 NEW_PASSWORD = "a brand new passphrase 2027"
 
@@ -57,3 +58,39 @@ def test_the_logo_is_configurable(make_app, tmp_path):
         assert b"<title>Brand</title>" in logo.data
     page = branded.get("/login").get_data(as_text=True)
     assert "Acme Login" in page and 'src="/logo"' in page
+
+
+def test_a_password_change_ends_every_other_sessions_tokens_offline_ones_too(mail_app, smtp_server, clock):
+    """F-03: after Bob changed his password, the attacker's offline_access
+    refresh token (and its access token) kept working, indefinitely with
+    rotation. Now only this browser's session and its tokens survive."""
+    bob = make_user(mail_app, email="bob@example.com")
+    clock.advance(seconds=30)
+    attacker = RP(mail_app, mail_app.test_client(), clock, bob)
+    stolen_offline = attacker.tokens(scope="openid email offline_access")
+    stolen_online = attacker.tokens()
+    other = RP(mail_app, mail_app.test_client(), clock, bob)
+    other.sign_in(other.authorize())
+    mine = RP(mail_app, mail_app.test_client(), clock, bob)
+    my_offline = mine.tokens(scope="openid email offline_access")
+
+    done = mine.browser.post(
+        "/account/password", data={"current": bob.password, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD}
+    )
+    assert done.status_code == 303
+    page = mine.browser.get("/account").get_data(as_text=True)
+    assert "2 other browsers were signed out and apps that stayed connected must sign in again" in page
+
+    for tokens in (stolen_offline, stolen_online):
+        assert mine.userinfo(tokens["access_token"]).status_code == 401
+    refreshed = attacker.refresh(stolen_offline["refresh_token"])
+    assert refreshed.status_code == 400 and refreshed.json["error"] == "invalid_grant"
+    assert query(attacker.authorize(prompt="none").location)["error"] == "login_required"
+    # this browser stays signed in, and its apps stay connected
+    assert mine.userinfo(my_offline["access_token"]).status_code == 200
+    assert mine.refresh(my_offline["refresh_token"]).status_code == 200
+    assert mine.code_from(mine.authorize(prompt="none"))
+
+    mail = " ".join(text_of(smtp_server.last(bob.email)).split())
+    assert "Every other browser signed in to it was signed out" in mail
+    assert "apps that stayed connected to your account must sign in again" in mail

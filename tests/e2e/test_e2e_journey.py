@@ -185,10 +185,18 @@ def test_a_person_registers_sets_up_mfa_and_signs_in_once_for_every_app(
     expect_signed_in(page, forum, ann)
     assert "/login/code" not in visited.since(mark), visited.since(mark)
 
-    # Modeler signs out through the portal (RP-initiated logout) and comes back signed out...
+    # Modeler signs out through the portal (RP-initiated logout). Its ID token names the
+    # session whose cookie was cleared, not this browser's: the portal asks first, then
+    # links back to Modeler, which comes back signed out...
     page.goto(modeler.url)
     expect_signed_in(page, modeler, ann)
     page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign out?")).to_be_visible()
+    expect(page.get_by_text("Modeler asks to sign you out")).to_be_visible()
+    shots("logout-confirm")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="You are signed out")).to_be_visible()
+    page.get_by_role("link", name="Back to Modeler").click()
     expect_signed_out(page, modeler)
     expect(page.get_by_text("You signed out at the Login Portal too.")).to_be_visible()
     shots("modeler-after-logout")
