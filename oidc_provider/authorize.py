@@ -25,14 +25,15 @@ from authlib.oidc.core.errors import (
 from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request, url_for
 from joserfc import jwt
 from joserfc.errors import JoseError
+from werkzeug.exceptions import TooManyRequests
 
-from . import interaction, keys, sessions, transactions
+from . import interaction, keys, oauth, sessions, transactions
 from .clients import Client, query_client
 from .db import db, now
 from .forms import ConfirmForm
 from .models import Consent, LoginTransaction, SsoSession
 from .oauth import ParkedRequest, authorization_server
-from .security import csrf
+from .security import csrf, spend
 
 bp = Blueprint("authorize", __name__)
 DESCRIPTIONS = {  # for errors Authlib raises without one (printable ASCII, no quotes)
@@ -90,7 +91,7 @@ def error_response(error: OAuth2Error, params: Any) -> Response:
         ("error", error.error),
         ("error_description", error.description or DESCRIPTIONS.get(error.error, "")),
     ]
-    if params.get("state") is not None:
+    if params.get("state") is not None and transactions.fits("state", params.get("state")):
         body.append(("state", params.get("state")))
     body.append(("iss", current_app.config["OIDC_ISSUER"]))
     return respond(error.redirect_uri, body, params.get("response_mode"))
@@ -117,6 +118,11 @@ def error_page(error: str, description: str | None, status: int) -> Response:
 def _check_extras(params: Any, grant: Any) -> None:
     """What Authlib leaves to us (DESIGN.md trap 7), as the spec's errors."""
     uri = grant.redirect_uri
+    payload = grant.request.payload
+    try:
+        transactions.check_sizes([(k, v) for k, values in payload.datalist.items() for v in values])
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc), redirect_uri=uri) from None
     if params.get("request"):
         raise RequestNotSupportedError(redirect_uri=uri)
     if params.get("request_uri"):
@@ -159,7 +165,11 @@ def hint_subject(id_token_hint: str | None) -> str | None:
     return token.claims.get("sub")
 
 
-def policy_request(params: Any, client: Client, tx: LoginTransaction | None) -> interaction.Request:
+def policy_request(
+    params: Any, client: Client, tx: LoginTransaction | None, sso: SsoSession | None
+) -> interaction.Request:
+    """The parts of the request the login policy decides on. Consent given on a
+    parked request counts only for the SSO session that gave it."""
     return interaction.Request(
         prompt=interaction.parse_prompt(params.get("prompt")),
         max_age=interaction.parse_max_age(params.get("max_age")),
@@ -169,25 +179,47 @@ def policy_request(params: Any, client: Client, tx: LoginTransaction | None) -> 
         first_party=client.first_party,
         scope=frozenset((params.get("scope") or "").split()),
         started_at=tx.created_at if tx else None,
-        consented=bool(tx and tx.consented_at),
+        consented=transactions.consented_in(tx, sso.sid if sso else None),
+        mfa_max_age=current_app.config["MFA_MAX_AGE"],
     )
 
 
-def has_consent(sso: SsoSession | None, client: Client, scope: str) -> bool:
+def consent_scope(client: Client, params: Any) -> str:
+    """What the consent screen asks for: the requested scopes and those of
+    claims requested one by one, as far as the app may have them."""
+    try:
+        claims = _requested_claims(params)
+    except ValueError:
+        claims = None
+    wanted = (params.get("scope") or "").split() + sorted(oauth.claim_scopes(claims))
+    return client.get_allowed_scope(" ".join(dict.fromkeys(wanted)))
+
+
+def has_consent(sso: SsoSession | None, client: Client, params: Any) -> bool:
     if sso is None:
         return False
-    consent = db.session.scalar(db.select(Consent).filter_by(user_id=sso.user_id, client_id=client.client_id))
-    return consent is not None and set(scope.split()) <= set(consent.scope.split())
+    consented = oauth.consented_scope(sso.user_id, client.client_id)
+    return consented is not None and set(consent_scope(client, params).split()) <= set(consented.split())
 
 
 def _policy_session(sso: SsoSession | None) -> interaction.Session | None:
     if sso is None:
         return None
-    return interaction.Session(sub=sso.user.sub, auth_time=sso.auth_time, acr=sso.acr)
+    return interaction.Session(sub=sso.user.sub, auth_time=sso.auth_time, acr=sso.acr, mfa_at=sso.mfa_at)
 
 
-def _go_to_step(step: str, params: dict[str, str], client: Client, tx: LoginTransaction | None) -> Response:
-    tx = tx or transactions.park(params, client.client_id)
+def _go_to_step(step: str, params: Any, client: Client, tx: LoginTransaction | None) -> Response:
+    if tx is None:
+        # Parking stores data for anyone who asks: limited per IP (a signed-in
+        # SSO request that needs no page never gets here).
+        if not spend(current_app.config["RATELIMIT_AUTHORIZE"], "authorize-park"):
+            raise TooManyRequests(
+                "Too many sign-in requests came from your network. Wait a few minutes, then open the app again."
+            )
+        # An RP's form POST arrives without the session cookie: the request is
+        # then bound to the first browser that opens it, not written into a new session.
+        bind = request.method == "GET" or sessions.sent_cookie()
+        tx = transactions.park(params, client.client_id, bind=bind)
     if step == interaction.CONSENT:
         return redirect(url_for("authorize.consent", tx=tx.id))
     if step == interaction.MFA:
@@ -205,9 +237,9 @@ def handle(oauth_request: Any, tx: LoginTransaction | None) -> Response:
         _check_extras(params, grant)
         client = grant.client
         try:
-            policy = policy_request(params, client, tx)
+            policy = policy_request(params, client, tx, sso)
             step = interaction.next_step(
-                policy, _policy_session(sso), has_consent(sso, client, grant.request.scope), now()
+                policy, _policy_session(sso), has_consent(sso, client, params), now()
             )
         except ValueError as exc:
             raise InvalidRequestError(str(exc), redirect_uri=grant.redirect_uri) from None
@@ -218,9 +250,11 @@ def handle(oauth_request: Any, tx: LoginTransaction | None) -> Response:
     except OAuth2Error as error:
         return error_response(error, params)
     if step:
-        return _go_to_step(step, {k: params.get(k) for k in params}, client, tx)
+        return _go_to_step(step, params, client, tx)
     grant.request.sso = sso
-    grant.request.claims_requested = _requested_claims(params)
+    grant.request.claims_requested = oauth.permitted_claims(
+        _requested_claims(params), client, oauth.consented_scope(sso.user_id, client.client_id)
+    )
     # `iss` (RFC 9207) comes from the Issuer extension, on errors too.
     response = server.create_authorization_response(oauth_request, grant_user=sso.user, grant=grant)
     if tx is not None:
@@ -251,11 +285,17 @@ def transaction_gone(gone: transactions.TransactionGone) -> Response:
         "completed": "This sign-in request was already answered.",
         "expired": "This sign-in took too long and has expired.",
         "unknown": "This sign-in link is not valid (anymore).",
+        "elsewhere": "This sign-in was started in another browser, and can only go on there.",
     }
+    hints = {"elsewhere": "Open the app in this browser to sign in here."}
     page = render_template(
-        "authorize/gone.html", title="Start again from the app", message=messages[gone.reason], client=client
+        "authorize/gone.html",
+        title="Start again from the app",
+        message=messages[gone.reason],
+        hint=hints.get(gone.reason),
+        client=client,
     )
-    return Response(page, status=410 if gone.reason != "unknown" else 404)
+    return Response(page, status={"unknown": 404, "elsewhere": 403}.get(gone.reason, 410))
 
 
 # -- consent ----------------------------------------------------------------------
@@ -271,7 +311,7 @@ def consent() -> Response:
     client = query_client(tx.client_id)
     if sso is None or client is None:
         return redirect(url_for("authorize.authorize", tx=tx.id))
-    scope = client.get_allowed_scope(tx.params.get("scope", ""))
+    scope = consent_scope(client, tx.params)
     form = ConfirmForm()
     if form.validate_on_submit():
         if request.form.get("decision") != "allow":
@@ -281,7 +321,7 @@ def consent() -> Response:
             transactions.complete(tx)
             return error_response(error, tx.params)
         remember_consent(sso.user_id, client.client_id, scope)
-        transactions.consent_given(tx)
+        transactions.consent_given(tx, sso.sid)
         return redirect(url_for("authorize.authorize", tx=tx.id))
     items = [SCOPE_TEXT[s] for s in scope.split() if s in SCOPE_TEXT]
     return Response(

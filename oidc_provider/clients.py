@@ -46,6 +46,7 @@ FIELDS: dict[str, str] = {
     "scopes": "scopes the app may ask for (default: openid profile email)",
     "first_party": "true: no consent screen",
     "require_mfa": "true: every sign-in for this app asks for MFA, trusted computer or not",
+    "require_pkce": "true: every authorization request must carry a PKCE S256 code_challenge (public clients always)",
     "id_token_signed_response_alg": "RS256 (default) or ES256",
     "refresh_tokens": "offline_access (default: only when asked for), always, or never",
 }
@@ -75,6 +76,7 @@ class Client(ClientMixin):
     scopes: tuple[str, ...] = ("openid", "profile", "email")
     first_party: bool = False
     require_mfa: bool = False
+    require_pkce: bool = False  # public clients need PKCE whatever this says
     id_token_signed_response_alg: str = "RS256"
     refresh_tokens: str = "offline_access"
 
@@ -168,7 +170,7 @@ def _check_client(where: str, entry: dict[str, Any], problems: list[str]) -> Non
         _check_uris(where, "redirect_uris", entry["redirect_uris"], problems)
     if "post_logout_redirect_uris" in entry:
         _check_uris(where, "post_logout_redirect_uris", entry["post_logout_redirect_uris"], problems)
-    for key in ("first_party", "require_mfa"):
+    for key in ("first_party", "require_mfa", "require_pkce"):
         if key in entry and not isinstance(entry[key], bool):
             problems.append(f"{where}: field '{key}': must be true or false")
 
@@ -286,6 +288,7 @@ def _build(entry: dict[str, Any]) -> Client:
         scopes=tuple(entry.get("scopes", ("openid", "profile", "email"))),
         first_party=entry.get("first_party", False),
         require_mfa=entry.get("require_mfa", False),
+        require_pkce=entry.get("require_pkce", False),
         id_token_signed_response_alg=entry.get("id_token_signed_response_alg", "RS256"),
         refresh_tokens=entry.get("refresh_tokens", "offline_access"),
     )

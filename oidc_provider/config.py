@@ -69,6 +69,12 @@ SETTINGS: tuple[Setting, ...] = (
         "REFRESH_TOKEN_LIFETIME", 30 * DAY, "Seconds a refresh token is valid (each use rotates it).", int
     ),
     Setting(
+        "REFRESH_TOKEN_FAMILY_LIFETIME",
+        90 * DAY,
+        "Seconds a sign-in's refresh tokens can be rotated in all: rotation never goes beyond it.",
+        int,
+    ),
+    Setting(
         "LOGIN_TRANSACTION_LIFETIME",
         30 * MINUTE,
         "Seconds a parked authorization request waits for the sign-in.",
@@ -87,6 +93,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ACTIVATION_LIFETIME", 2 * DAY, "Seconds an activation link works (once).", int),
     Setting("PASSWORD_RESET_LIFETIME", HOUR, "Seconds a password-reset link works (once).", int),
     Setting("TRUSTED_COMPUTER_LIFETIME", 7 * DAY, "Seconds 'Trust this computer' skips MFA.", int),
+    Setting(
+        "MFA_MAX_AGE",
+        0,
+        "Seconds an earlier code of the SSO session still counts for apps that ask for MFA; 0: a new code each time.",
+        int,
+    ),
     Setting("REAUTH_MAX_AGE", 5 * MINUTE, "Seconds a sign-in counts as fresh for changing MFA methods.", int),
     Setting("OTP_DELIVERY_STEP", 10 * MINUTE, "Seconds an emailed or texted code stays valid.", int),
     Setting("OTP_RESEND_COOLDOWN", 30, "Seconds before another code can be sent.", int),
@@ -123,6 +135,11 @@ SETTINGS: tuple[Setting, ...] = (
         "RATELIMIT_LINKS",
         "20 per minute;200 per hour",
         "Emailed links (activation, reset) that do not work, opened per client IP.",
+    ),
+    Setting(
+        "RATELIMIT_AUTHORIZE",
+        "30 per minute;300 per hour",
+        "Authorization requests parked for a sign-in or consent, per client IP (signed-in SSO is not counted).",
     ),
     Setting(
         "ACCOUNT_MAIL_COOLDOWN",
@@ -166,6 +183,21 @@ SETTINGS: tuple[Setting, ...] = (
         "ISO country codes whose mobile numbers may receive codes.",
     ),
     Setting("DELIVERY_RETRIES", 3, "Attempts for each email or SMS before it is reported failed.", int),
+    Setting(
+        "MAX_CONTENT_LENGTH",
+        64 * 1024,
+        "Largest request body in bytes; a larger one is refused (413) unread.",
+        int,
+    ),
+    # keeping the database small (`flask … purge`)
+    Setting(
+        "PURGE_GRACE",
+        DAY,
+        "Seconds used or expired codes, tokens, links and idle lockout counters are kept before a purge removes them.",
+        int,
+    ),
+    Setting("MESSAGE_RETENTION", 30 * DAY, "Seconds delivered or failed outgoing messages are kept.", int),
+    Setting("AUDIT_RETENTION", 400 * DAY, "Seconds audit events are kept.", int),
     Setting("TRUSTED_PROXIES", 0, "Reverse proxies in front whose X-Forwarded-For/-Proto are believed.", int),
     Setting("SESSION_COOKIE_SECURE", None, "Secure cookies; unset: on when OIDC_ISSUER is https.", bool),
     # serving and operating

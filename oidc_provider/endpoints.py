@@ -109,7 +109,7 @@ def userinfo() -> Response:
         token = oauth.protector().acquire_token(["openid"])
     except OAuth2Error as error:
         return _no_store(bearer_error(error))
-    info = oauth.user_info(token.user, token.scope, token.claims)
+    info = oauth.user_info(token.user, token.scope, token.claims, token.get_client())
     return _no_store(jsonify(info))
 
 

@@ -53,7 +53,8 @@ class Request:
     first_party: bool = True
     scope: frozenset[str] = field(default_factory=frozenset)
     started_at: datetime | None = None  # when the request was parked (resumed requests)
-    consented: bool = False  # the user granted consent during this request
+    consented: bool = False  # the signed-in user granted consent during this request
+    mfa_max_age: int = 0  # MFA_MAX_AGE: seconds an earlier code still counts; 0: a code for this request
 
     @property
     def wants_mfa(self) -> bool:
@@ -67,6 +68,7 @@ class Session:
     sub: str
     auth_time: datetime
     acr: str
+    mfa_at: datetime | None = None  # when a one-time code was last accepted in this session
 
 
 def _fresh(req: Request, sso: Session) -> bool:
@@ -92,6 +94,18 @@ def _needs_login(req: Request, sso: Session | None, at: datetime) -> str | None:
     return None
 
 
+def _mfa_met(req: Request, sso: Session, at: datetime) -> bool:
+    """An app that asks for MFA gets a code entered for this request ("a code
+    in this sign-in"), or, when MFA_MAX_AGE allows, one entered within that
+    many seconds in this SSO session. A password-only (trusted computer)
+    sign-in never counts."""
+    if sso.acr != ACR_MFA or sso.mfa_at is None:
+        return False
+    if req.started_at is not None and sso.mfa_at >= req.started_at:
+        return True
+    return req.mfa_max_age > 0 and (at - sso.mfa_at).total_seconds() <= req.mfa_max_age
+
+
 def next_step(req: Request, sso: Session | None, has_consent: bool, at: datetime) -> str | None:
     """The first unmet step (LOGIN, MFA, CONSENT) or None: issue the code.
 
@@ -104,7 +118,7 @@ def next_step(req: Request, sso: Session | None, has_consent: bool, at: datetime
         if silent:
             raise LoginRequired(reason)
         return LOGIN
-    if req.wants_mfa and sso.acr != ACR_MFA:
+    if req.wants_mfa and not _mfa_met(req, sso, at):
         if silent:
             raise InteractionError("This app needs a sign-in with a one-time code.")
         return MFA

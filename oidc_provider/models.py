@@ -61,6 +61,9 @@ class LoginThrottle(db.Model):
     failed_logins: Mapped[int] = mapped_column(default=0)
     lockouts: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None]
+    # every write to this row counts a wrong password: stamped by the database
+    # layer, so a purge can forget addresses that have not been tried for a while
+    changed_at: Mapped[datetime | None] = mapped_column(default=now, onupdate=now)
 
 
 class KnownDevice(db.Model):
@@ -146,14 +149,19 @@ class PendingSignIn(db.Model):
 
 
 class LoginTransaction(db.Model):
-    """A validated authorization request parked while the user signs in."""
+    """A validated authorization request parked while the user signs in. It
+    belongs to the browser that parked it (`browser_hash`: SHA-256 of a random
+    value in that browser's session) and consent given on it counts only for
+    the SSO session that gave it (`consented_sid`)."""
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     client_id: Mapped[str] = mapped_column(String(100))
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=now)
-    expires_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    browser_hash: Mapped[str | None] = mapped_column(String(64))  # None until a browser opens it
     consented_at: Mapped[datetime | None]
+    consented_sid: Mapped[str | None] = mapped_column(String(64))
     completed_at: Mapped[datetime | None]
 
 
@@ -219,9 +227,9 @@ class AuthorizationCode(db.Model):
     auth_time: Mapped[datetime]
     acr: Mapped[str] = mapped_column(String(100))
     amr: Mapped[list[str]] = mapped_column(JSON)
-    sid: Mapped[str | None] = mapped_column(String(64))
+    sid: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(default=now)
-    expires_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
     used_at: Mapped[datetime | None]
 
     # Authlib's AuthorizationCodeMixin
@@ -336,7 +344,7 @@ class UsedJti(db.Model):
 
     jti: Mapped[str] = mapped_column(String(200), primary_key=True)  # its SHA-256
     client_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    expires_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class SigningKey(db.Model):

@@ -33,13 +33,13 @@ from authlib.oidc.core import OpenIDCode
 from flask import Flask, current_app
 from flask import request as flask_request
 from joserfc.jwk import KeySet
-from sqlalchemy import or_, update
+from sqlalchemy import func, or_, update
 from sqlalchemy.exc import IntegrityError
 
 from . import keys
 from .clients import Client, query_client
 from .db import db, new_token, now, timestamp, token_hash
-from .models import AuthorizationCode, Token, UsedJti, User
+from .models import AuthorizationCode, Consent, SsoSession, Token, UsedJti, User
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 SCOPES = ["openid", "profile", "email", "phone", "offline_access"]
@@ -66,11 +66,45 @@ def _claim_values(user: User) -> dict[str, Any]:
     return values
 
 
-def user_info(user: User, scope: str, requested: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Claims for the userinfo endpoint: those of each granted scope, plus
-    individually requested ones (the `claims` parameter, OIDC Core 5.5)."""
+def claim_scopes(requested: dict[str, Any] | None) -> set[str]:
+    """The scopes that carry the claims asked for one by one (the `claims` parameter)."""
+    names = set(requested or {})
+    return {scope for scope, claims in SCOPE_CLAIMS.items() if names & set(claims)}
+
+
+def consented_scope(user_id: int, client_id: str) -> str | None:
+    """The scopes a person allowed an app on its consent screen (None: never asked)."""
+    consent = db.session.scalar(db.select(Consent).filter_by(user_id=user_id, client_id=client_id))
+    return consent.scope if consent is not None else None
+
+
+def permitted_claims(
+    requested: dict[str, Any] | None, client: Client, consented: str | None
+) -> dict[str, Any] | None:
+    """The claims asked for one by one (OIDC Core 5.5) that an app may learn:
+    those of a scope allowed for it in clients.yaml and, for an app that is not
+    first-party, one the person allowed on its consent screen (which lists the
+    scopes of requested claims too). Never more than the scopes would give."""
+    if not requested:
+        return None
+    scopes = set(client.scopes)
+    if not client.first_party:
+        scopes &= set((consented or "").split())
+    permitted = {claim for scope in scopes for claim in SCOPE_CLAIMS.get(scope, ())}
+    return {name: value for name, value in requested.items() if name in permitted} or None
+
+
+def user_info(
+    user: User, scope: str, requested: dict[str, Any] | None = None, client: Client | None = None
+) -> dict[str, Any]:
+    """Claims for the userinfo endpoint: those of each granted scope, plus the
+    requested ones (the `claims` parameter, OIDC Core 5.5) that `client` may
+    learn now (`permitted_claims`: checked again, clients.yaml or consent may
+    have changed since the code)."""
     names = [c for s in scope.split() for c in SCOPE_CLAIMS.get(s, ())]
-    names += [c for c in (requested or {}) if c in CLAIMS]
+    if client is not None:
+        allowed = permitted_claims(requested, client, consented_scope(user.id, client.client_id))
+        names += [c for c in (allowed or {}) if c in CLAIMS]
     values = _claim_values(user)
     info = {"sub": user.sub}
     info.update({n: values[n] for n in names if n in values})
@@ -130,11 +164,19 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             return None
         if item.expires_at <= now():  # Authlib never checks expiry itself
             return None
+        if not session_open(item.sid):  # signed out since: the code dies with its session
+            return None
         return item
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
-        """Mark the code used: of two concurrent redemptions one wins."""
-        use_once(AuthorizationCode.used_at, authorization_code.id, "The code was already used.")
+        """Mark the code used: of two concurrent redemptions one wins, and the
+        other revokes what the winner got, as a later replay does."""
+        use_once(
+            AuthorizationCode.used_at,
+            authorization_code.id,
+            "The code was already used.",
+            revoke=Token.code_id == authorization_code.id,
+        )
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> User | None:
         user = db.session.get(User, authorization_code.user_id)
@@ -151,12 +193,15 @@ class S256CodeChallenge(CodeChallenge):
 
     def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
         data = grant.request.payload.data
+        client = grant.request.client
         if data.get("code_challenge") and not self.CHALLENGE.fullmatch(data["code_challenge"]):
             raise InvalidRequestError("Invalid 'code_challenge': 43 to 128 characters A-Z a-z 0-9 - . _ ~.")
         if data.get("code_challenge") and data.get("code_challenge_method") != "S256":
             raise InvalidRequestError("PKCE needs code_challenge_method=S256; 'plain' is not supported.")
-        if grant.request.client.is_public and not data.get("code_challenge"):
+        if client.is_public and not data.get("code_challenge"):
             raise InvalidRequestError("Public clients must use PKCE (code_challenge with S256).")
+        if client.require_pkce and not data.get("code_challenge"):
+            raise InvalidRequestError("This app must use PKCE (code_challenge with S256).")
         super().validate_code_challenge(grant, redirect_uri)
 
 
@@ -240,17 +285,38 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         return user if user.is_active else None
 
     def revoke_old_credential(self, refresh_token: Token) -> None:
-        use_once(Token.refresh_used_at, refresh_token.id, "The refresh token was already used.")
+        use_once(
+            Token.refresh_used_at,
+            refresh_token.id,
+            "The refresh token was already used.",
+            revoke=Token.family == refresh_token.family,
+        )
 
 
-def use_once(column: Any, row_id: int, message: str) -> None:
+def session_open(sid: str | None) -> bool:
+    """The SSO session a code was issued in has not ended (logout, account
+    switch, disabled account…)."""
+    if sid is None:
+        return False
+    sso = db.session.scalar(db.select(SsoSession).filter_by(sid=sid))
+    return sso is not None and sso.ended_at is None
+
+
+def use_once(column: Any, row_id: int, message: str, *, revoke: Any) -> None:
     """Stamp a single-use credential's `column` now, atomically (one conditional
-    UPDATE): of two concurrent uses exactly one succeeds, the other gets invalid_grant."""
+    UPDATE): of two concurrent uses exactly one succeeds. The other is a reuse
+    like any later one, whichever request came from the thief: it revokes the
+    tokens matching `revoke` (what the winner was given, committed by the time
+    this UPDATE could run) and gets invalid_grant. The revocation is committed
+    here, since the failed request's own work is rolled back."""
     model = column.class_
     used = db.session.execute(
         update(model).where(model.id == row_id, column.is_(None)).values({column.key: now()})
     )
     if used.rowcount != 1:
+        db.session.rollback()  # this request's token is never given out
+        revoke_tokens(revoke)
+        db.session.commit()
         raise InvalidGrantError(message)
 
 
@@ -287,7 +353,7 @@ def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
     parent = request.refresh_token
     source = code or parent
     refresh = token.get("refresh_token")
-    lifetime = current_app.config["REFRESH_TOKEN_LIFETIME"]
+    family = parent.family if parent else new_token(16)
     db.session.add(
         Token(
             client_id=request.client.client_id,
@@ -298,8 +364,8 @@ def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
             claims=getattr(source, "claims", None),
             issued_at=at,
             expires_at=at + timedelta(seconds=token["expires_in"]),
-            refresh_expires_at=at + timedelta(seconds=lifetime) if refresh else None,
-            family=parent.family if parent else new_token(16),
+            refresh_expires_at=refresh_expiry(family if parent else None, at) if refresh else None,
+            family=family,
             code_id=code.id if code else parent.code_id,
             sid=source.sid,
             auth_time=source.auth_time,
@@ -307,6 +373,20 @@ def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
             amr=list(source.amr),
             offline="offline_access" in token["scope"].split(),
         )
+    )
+
+
+def refresh_expiry(family: str | None, at: datetime) -> datetime:
+    """When a refresh token issued now expires: REFRESH_TOKEN_LIFETIME from now,
+    but never beyond REFRESH_TOKEN_FAMILY_LIFETIME from the family's first token
+    (rotation does not keep a sign-in alive for ever). `family` None: a new one."""
+    config = current_app.config
+    started = at
+    if family is not None:
+        started = db.session.scalar(db.select(func.min(Token.issued_at)).where(Token.family == family)) or at
+    return min(
+        at + timedelta(seconds=config["REFRESH_TOKEN_LIFETIME"]),
+        started + timedelta(seconds=config["REFRESH_TOKEN_FAMILY_LIFETIME"]),
     )
 
 

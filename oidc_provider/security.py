@@ -11,6 +11,7 @@ from flask import Flask, Response, abort, current_app, jsonify, render_template,
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
+from limits import parse_many
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
@@ -134,6 +135,26 @@ def _oauth_error(error: OAuth2Error) -> tuple[Response | str, int]:
 
 def client_ip() -> str:
     return request.remote_addr or "unknown"
+
+
+def spend(limits: str, scope: str) -> bool:
+    """Count one against `limits` (Flask-Limiter's syntax) for this client IP,
+    in the limiter's storage (shared by every instance): for a limit that only
+    some outcomes of a view spend, decided inside the view. False when the
+    budget is spent (nothing is counted then)."""
+    if not current_app.config.get("RATELIMIT_ENABLED", True):
+        return True
+    items = parse_many(limits)
+    key = client_ip()
+    try:
+        strategy = limiter.limiter
+        if not all(strategy.test(item, scope, key) for item in items):
+            return False
+        for item in items:
+            strategy.hit(item, scope, key)
+    except Exception:  # the storage is away: serve the request, say so in the log
+        current_app.logger.exception("rate limit %s: storage unreachable, not counted", scope)
+    return True
 
 
 def safe_next(url: str | None) -> str | None:

@@ -27,6 +27,7 @@ from .models import PendingSignIn, SsoSession, TrustedComputer, User
 
 SSO_KEY = "sso"
 PENDING_KEY = "pending"
+BROWSER_KEY = "browser"  # names this browser to the requests it parked (kept across sign-in)
 TRUST_COOKIE = "portal_trusted"
 
 
@@ -85,7 +86,10 @@ def start(user: User, amr: list[str], acr: str, mfa_at: datetime | None) -> SsoS
     if someone_else is not None and someone_else.user_id != user.id:
         logout.end_session(someone_else, reason="session_ended")
     previous = current()
-    session.clear()  # nothing from before the sign-in survives (fixation)
+    browser = session.get(BROWSER_KEY)
+    session.clear()  # nothing from before the sign-in survives (fixation)...
+    if browser:  # ...but the requests this browser parked are still its own
+        session[BROWSER_KEY] = browser
     token = new_token()
     at = now()
     if previous is not None and previous.user_id == user.id:
@@ -132,6 +136,23 @@ def is_fresh(sso: SsoSession | None) -> bool:
         and sso.auth_time is not None
         and now() - min(sso.auth_time, sso.mfa_at) <= _seconds("REAUTH_MAX_AGE")
     )
+
+
+def browser_binding(*, create: bool = True) -> str | None:
+    """A random value kept in this browser's session, naming the browser to
+    the authorization requests it parks; made on first use unless `create` is
+    false (then None when there is none)."""
+    value = session.get(BROWSER_KEY)
+    if value is None and create:
+        value = session[BROWSER_KEY] = new_token()
+    return value
+
+
+def sent_cookie() -> bool:
+    """The request carried this browser's session cookie. A cross-site form
+    POST does not (SameSite=Lax keeps it home); a session written in answer
+    would replace the browser's own, signing it out."""
+    return current_app.config["SESSION_COOKIE_NAME"] in request.cookies
 
 
 # -- the sign-in in progress --------------------------------------------------------

@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from conftest import SECRETS
-from rp import CALLBACK, assert_error, authorization_response, query
+from rp import CALLBACK, RP, assert_error, authorization_response, make_user, query
 
 from oidc_provider.interaction import ACR_MFA, ACR_PASSWORD
 
@@ -179,10 +179,38 @@ def test_app_asking_for_mfa_under_prompt_none_after_a_password_only_login_is_int
     assert_error(query(response.location), "interaction_required", rp.issuer)
 
 
-def test_mfa_app_after_an_mfa_login_is_silent(rp):
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"client_id": "mfa-app", "redirect_uri": STRICT},
+        {"client_id": "client", "redirect_uri": CALLBACK, "acr_values": ACR_MFA},
+    ],
+    ids=["client-requires-mfa", "acr-values"],
+)
+def test_app_asking_for_mfa_after_an_earlier_mfa_sign_in_gets_a_new_code(rp, params):
+    """I-04: MFA asked for means a code in this sign-in (MFA_MAX_AGE 0), not
+    one entered earlier in the SSO session for another app."""
+    rp.flow()  # signed in with a code, half a minute ago
+    response = rp.authorize(**params)
+    assert _path(response) == "/login/step-up"
+    code = rp.code_from(_enter_code(rp, response))
+    tokens = rp.token(
+        code, client_id=params["client_id"], secret=SECRETS["client"], redirect_uri=params["redirect_uri"]
+    )
+    claims = rp.checked_id_token(tokens.json, client_id=params["client_id"])
+    assert claims["acr"] == ACR_MFA and "otp" in claims["amr"]
+    response = rp.authorize(**params, prompt="none")  # and silently, never
+    assert_error(query(response.location), "interaction_required", rp.issuer)
+
+
+def test_mfa_app_within_mfa_max_age_of_an_mfa_sign_in_is_silent(make_app, clock):
+    app = make_app(MFA_MAX_AGE=300)
+    rp = RP(app, app.test_client(), clock, make_user(app))
+    clock.advance(seconds=30)
     rp.flow()
-    response = rp.authorize(client_id="mfa-app", redirect_uri=STRICT)
-    assert "code" in query(response.location)
+    assert "code" in query(rp.authorize(client_id="mfa-app", redirect_uri=STRICT).location)
+    clock.advance(seconds=300)
+    assert _path(rp.authorize(client_id="mfa-app", redirect_uri=STRICT)) == "/login/step-up"
 
 
 # -- parked requests that are gone --------------------------------------------------------

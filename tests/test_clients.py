@@ -108,6 +108,13 @@ def test_public_client_must_not_have_a_secret():
     assert "a none client must not have a secret" in p
 
 
+def test_require_pkce_must_be_true_or_false():
+    [p] = problems_with(require_pkce="yes")
+    assert p == "client 'modeler': field 'require_pkce': must be true or false"
+    assert clients._build({**GOOD, "require_pkce": True}).require_pkce
+    assert not clients._build(GOOD).require_pkce  # public clients need PKCE whatever it says
+
+
 def test_private_key_jwt_needs_jwks():
     [p] = problems_with(token_endpoint_auth_method="private_key_jwt", client_secret_sha256=...)
     assert p.startswith("client 'modeler': field 'jwks':")

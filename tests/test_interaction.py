@@ -108,8 +108,36 @@ def test_acr_values_asking_for_mfa_after_a_password_only_login_need_mfa(acr):
     assert step(sso=PASSWORD_ONLY, acr_values=(acr,)) == MFA
 
 
-def test_acr_values_asking_for_mfa_are_met_by_an_mfa_login():
-    assert step(acr_values=(ACR_MFA,)) is None
+@pytest.mark.parametrize("wants", [{"acr_values": (ACR_MFA,)}, {"require_mfa": True}], ids=["acr", "client"])
+def test_mfa_asked_for_is_met_by_a_code_entered_for_this_request(wants):
+    started = AT - timedelta(minutes=1)
+    coded = Session(sub="u-1", auth_time=AT, acr=ACR_MFA, mfa_at=AT - timedelta(seconds=30))
+    assert step(sso=coded, started_at=started, **wants) is None
+
+
+@pytest.mark.parametrize("wants", [{"acr_values": (ACR_MFA,)}, {"require_mfa": True}], ids=["acr", "client"])
+def test_mfa_asked_for_is_not_met_by_a_code_earlier_in_the_session(wants):
+    """I-04: "a code in this sign-in", not any MFA of the last 12 hours."""
+    earlier = Session(
+        sub="u-1", auth_time=AT - timedelta(minutes=10), acr=ACR_MFA, mfa_at=AT - timedelta(minutes=10)
+    )
+    assert step(sso=earlier, **wants) == MFA
+    assert step(sso=earlier, started_at=AT - timedelta(seconds=5), **wants) == MFA
+    with pytest.raises(InteractionError):
+        step(sso=earlier, prompt=frozenset({"none"}), **wants)
+
+
+def test_mfa_max_age_lets_an_earlier_code_count_for_that_long():
+    earlier = Session(
+        sub="u-1", auth_time=AT - timedelta(minutes=10), acr=ACR_MFA, mfa_at=AT - timedelta(minutes=10)
+    )
+    assert step(sso=earlier, require_mfa=True, mfa_max_age=600) is None
+    assert step(sso=earlier, require_mfa=True, mfa_max_age=599) == MFA
+
+
+def test_mfa_max_age_never_makes_a_password_only_sign_in_enough():
+    trusted = Session(sub="u-1", auth_time=AT, acr=ACR_PASSWORD, mfa_at=AT - timedelta(minutes=1))
+    assert step(sso=trusted, require_mfa=True, mfa_max_age=3600, started_at=AT - timedelta(minutes=5)) == MFA
 
 
 def test_acr_values_for_password_only_need_nothing_more():
