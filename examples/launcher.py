@@ -41,6 +41,7 @@ HOST = "127.0.0.1"
 START_TIMEOUT = 30  # seconds for everything to answer
 STOP_TIMEOUT = 10  # seconds for the provider to exit after SIGTERM
 PORTAL = "Login Portal"
+FIRST_HUE = 210  # blue; the next apps go round the colour wheel from there
 log = logging.getLogger("examples.launcher")
 
 
@@ -52,6 +53,7 @@ class DemoRegistration:
     name: str
     description: str
     base_url: str  # http://127.0.0.1:PORT
+    hue: int  # its colour: the apps are spread over the colour wheel
 
     @property
     def port(self) -> int:
@@ -69,6 +71,7 @@ class DemoRegistration:
             "CLIENT_SECRET": self.secret,
             "NAME": self.name,
             "DESCRIPTION": self.description,
+            "HUE": self.hue,
             "BASE_URL": self.base_url,
             "SECRET_KEY": secrets.token_hex(32),  # sessions end when the demo stops
         }
@@ -96,22 +99,19 @@ def why_not(entry: dict[str, Any]) -> str | None:
 def registrations(clients_file: Path) -> tuple[list[DemoRegistration], dict[str, str]]:
     """The registrations of `clients_file` the demo apps play, and the others with the reason."""
     entries = (yaml.safe_load(clients_file.read_text()) or {}).get("clients") or []
-    playable, skipped = [], {}
-    for entry in entries:
-        reason = why_not(entry)
-        if reason:
-            skipped[str(entry.get("client_id"))] = reason
-            continue
-        base = next(u for u in entry["redirect_uris"] if u.endswith("/callback")).removesuffix("/callback")
-        playable.append(
-            DemoRegistration(
-                entry["client_id"],
-                entry.get("name") or entry["client_id"],
-                entry.get("description") or "",
-                base,
-            )
+    reasons = {str(entry.get("client_id")): why_not(entry) for entry in entries}
+    fitting = [entry for entry in entries if not reasons[str(entry.get("client_id"))]]
+    playable = [
+        DemoRegistration(
+            entry["client_id"],
+            entry.get("name") or entry["client_id"],
+            entry.get("description") or "",
+            next(u for u in entry["redirect_uris"] if u.endswith("/callback")).removesuffix("/callback"),
+            (FIRST_HUE + index * 360 // len(fitting)) % 360,
         )
-    return playable, skipped
+        for index, entry in enumerate(fitting)
+    ]
+    return playable, {client_id: reason for client_id, reason in reasons.items() if reason}
 
 
 # -- logging: every line says which app wrote it --------------------------------------------
@@ -129,7 +129,7 @@ def request_handler(name: str) -> type[WSGIRequestHandler]:
     """Werkzeug's request log lines ("GET / HTTP/1.1" 200 -), with the app's name."""
 
     class Handler(WSGIRequestHandler):
-        def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002 (Werkzeug's name)
+        def log(self, type: str, message: str, *args: Any) -> None:
             if type == "info" and urlsplit(getattr(self, "path", "")).path == "/healthz":
                 return  # the launcher's own checks
             getattr(logging.getLogger("werkzeug"), type)(message, *args, extra={"app": name})

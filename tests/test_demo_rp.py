@@ -223,11 +223,14 @@ def test_a_silent_answer_with_a_state_we_did_not_send_is_refused(demo):
 
 @pytest.mark.parametrize("state", ["é", "\u202e", "x" * 5000])
 def test_any_state_in_the_address_is_a_page_not_an_error(demo, state):
+    """Back from a sign-out, or from a silent check, with a state of any characters."""
     browser = signed_in(demo)
+    browser.post(f"{BASE}/logout")  # a logout state is expected
     back = follow(browser, browser.get(f"{BASE}/", query_string={"state": state}))
     assert back.status_code == 200 and "unknown state" in back.get_data(as_text=True)
+    browser.get(f"{BASE}/")  # a silent check's state is expected
     callback = browser.get(f"{BASE}/callback", query_string={"error": "login_required", "state": state})
-    assert callback.status_code == 400
+    assert callback.status_code == 400 and "login_required" in callback.get_data(as_text=True)
 
 
 def test_the_app_links_to_the_portal_pages_of_the_discovered_issuer():
@@ -608,6 +611,7 @@ def test_make_demo_plays_every_app_of_clients_yaml():
         ("partner-portal", "Partner Portal", 5005),
         ("devops-portal", "DevOps Portal", 5006),
     ]
+    assert sorted(app.hue for app in playing) == [30, 90, 150, 210, 270, 330]  # told apart at a glance
     registered = {
         c["client_id"]: c for c in yaml.safe_load((conftest.ROOT / "clients.yaml").read_text())["clients"]
     }

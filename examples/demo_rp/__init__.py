@@ -87,12 +87,13 @@ class Demo:
     portal: PortalClient  # Authlib's client of the provider, registered as "portal"
     provider: Provider
     description: str = ""  # the line under the name, as on the portal home
+    chosen_hue: int | None = None  # HUE: make demo spreads its apps over the colour wheel
     sessions: dict[str, LocalSession] = field(default_factory=dict)  # by random id
 
     @property
     def hue(self) -> int:
         """A colour per app, so two instances side by side are told apart at a glance."""
-        return zlib.crc32(self.client_id.encode()) % 360
+        return self.chosen_hue if self.chosen_hue is not None else zlib.crc32(self.client_id.encode()) % 360
 
     @property
     def initial(self) -> str:
@@ -125,7 +126,7 @@ class Demo:
 
 def create_app(config: dict[str, Any]) -> Flask:
     """The demo app. `config`: ISSUER, CLIENT_ID, CLIENT_SECRET, BASE_URL, optional NAME,
-    DESCRIPTION, SECRET_KEY and FETCH_JSON (a url -> dict callable for discovery and JWKS;
+    DESCRIPTION, HUE (0–359), SECRET_KEY and FETCH_JSON (a url -> dict callable for discovery and JWKS;
     tests pass one)."""
     app = Flask(__name__)
     app.config.update(
@@ -146,7 +147,13 @@ def create_app(config: dict[str, Any]) -> Flask:
     portal.provider = provider
     name, base_url = config.get("NAME") or config["CLIENT_ID"], config["BASE_URL"].rstrip("/")
     app.extensions["demo_rp"] = Demo(
-        name, config["CLIENT_ID"], base_url, portal, provider, config.get("DESCRIPTION") or ""
+        name,
+        config["CLIENT_ID"],
+        base_url,
+        portal,
+        provider,
+        config.get("DESCRIPTION") or "",
+        config.get("HUE"),
     )
     app.register_blueprint(bp)
     return app
@@ -225,7 +232,7 @@ def same(given: str, expected: str) -> bool:
 def signed_in_note(claims: dict[str, Any], silent: bool) -> str:
     """The line shown after a sign-in: how the person got in (the heading says who)."""
     if silent:
-        return "Single sign-on: you were already signed in at the Login Portal, so nothing was asked."
+        return "Single sign-on: you were already signed in at the Login Portal, so no password or code was asked."
     amr = set(claims.get("amr") or [])
     if amr & {"otp", "sms", "mfa"}:
         return "You signed in at the Login Portal with your password and a one-time code."
