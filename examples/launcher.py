@@ -212,7 +212,9 @@ def wait_until_answering(urls: list[str], provider: subprocess.Popen, stopping: 
         waiting = [url for url in waiting if not answers(url)]
         if waiting:
             stopping.wait(0.1)
-    if waiting and not stopping.is_set():
+    if provider.poll() is not None:
+        log.error("the Login Portal stopped (exit %s)", provider.returncode)
+    elif waiting and not stopping.is_set():
         log.error("not answering after %s s: %s", START_TIMEOUT, " ".join(waiting))
     return not waiting
 
@@ -232,7 +234,8 @@ def run(issuer: str, clients_file: Path, stopping: threading.Event) -> int:
     servers: list[BaseWSGIServer] = []
     provider = None
     try:
-        servers += [start_app(registration, issuer) for registration in playing]
+        for registration in playing:
+            servers.append(start_app(registration, issuer))
         provider = start_provider(issuer)
         if not wait_until_answering([issuer] + [r.base_url for r in playing], provider, stopping):
             return 0 if stopping.is_set() else 1
