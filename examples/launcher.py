@@ -11,7 +11,7 @@ Settings: OIDC_ISSUER (http://127.0.0.1:5000) and OIDC_CLIENTS_FILE
 (clients.yaml), as the provider reads them. A registration is served when it
 fits the demo app (loopback `http://127.0.0.1:PORT` with /callback,
 /backchannel-logout and the development secret `dev-secret-<client_id>`);
-any other is listed as skipped, with the reason.
+any other is listed as not started, with the reason.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from .demo_rp import create_app, demo
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 30  # seconds for everything to answer
-STOP_TIMEOUT = 10  # seconds for the provider to exit after SIGTERM
+STOP_TIMEOUT = 10  # seconds for the provider to exit after SIGTERM, and for each app's server
 PORTAL = "Login Portal"
 FIRST_HUE = 210  # blue; the next apps go round the colour wheel from there
 log = logging.getLogger("examples.launcher")
@@ -149,7 +149,7 @@ def copy_lines(source: IO[str], prefix: str) -> None:
 
 def start_provider(issuer: str) -> subprocess.Popen:
     """`flask run` on the issuer's port, its output prefixed. It ignores Ctrl-C (SIGINT
-    reaches the terminal's whole process group): `stop` ends it, after the apps."""
+    reaches the terminal's whole process group): `stop` ends it with SIGTERM."""
     url = urlsplit(issuer)
     command = [str(Path(sys.executable).parent / "flask"), "--app", "oidc_provider", "run"]
     command += ["--host", url.hostname or HOST, "--port", str(url.port or 80)]
