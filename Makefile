@@ -28,7 +28,7 @@ run: $(VENV)/.installed
 	$(FLASK) keys ensure
 	WEB_HOST=$(HOST) WEB_PORT=$(PORT) $(FLASK) serve
 
-# The provider and two demo apps (examples/demo_rp): Modeler on :5001, Forum on :5003.
+# The provider and a demo app (examples/demo_rp) for each of the six apps of clients.yaml, :5001–:5006.
 $(VENV)/.installed-demo: examples/demo_rp/requirements.txt | $(VENV)/.installed
 	$(BIN)/pip install -q -r examples/demo_rp/requirements.txt
 	touch $@
@@ -37,7 +37,7 @@ demo: $(VENV)/.installed $(VENV)/.installed-demo
 	$(FLASK) clients check
 	$(FLASK) db upgrade
 	$(FLASK) keys ensure
-	BIN=$(BIN) bash examples/run-demo.sh
+	$(BIN)/python -m examples.launcher
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

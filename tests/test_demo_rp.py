@@ -1,26 +1,32 @@
-"""The demo relying party (examples/demo_rp): its back-channel logout receiver
-and logout against a stub provider whose keys the tests hold, and one whole
-sign-in against the real provider app, in process (no network)."""
+"""The demo relying party (examples/demo_rp): its pages, its silent check at the
+portal, its back-channel logout receiver and logout against a stub provider
+whose keys the tests hold; whole sign-ins (and single sign-on into a second
+app) against the real provider app, in process (no network); and the launcher
+of `make demo` (examples/launcher.py) reading clients.yaml."""
 
 from __future__ import annotations
 
+import re
 import secrets
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import conftest
 import pytest
 import requests
+import yaml
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from requests.structures import CaseInsensitiveDict
 from rp import RP, make_user, query
 
 sys.path.insert(0, str(conftest.ROOT))  # examples/ is no part of the installed package
-from examples.demo_rp import LocalSession, create_app  # noqa: E402
+from examples import launcher  # noqa: E402
+from examples.demo_rp import LocalSession, create_app, signed_in_note, silent_answer  # noqa: E402
 from examples.demo_rp.provider import BACKCHANNEL_EVENT  # noqa: E402
 
 ISSUER = "https://op.example.test"
@@ -37,18 +43,20 @@ def rsa_key(kid: str) -> RSAKey:
 class StubProvider:
     """Discovery and JWKS as fetch_json serves them to the demo app; tokens signed with `key`."""
 
-    def __init__(self, end_session: bool = True) -> None:
+    def __init__(self, end_session: bool = True, issuer: str = ISSUER) -> None:
         self.key = rsa_key("k1")
         self.published = [self.key]
         self.metadata = {
-            "issuer": ISSUER,
+            "issuer": issuer,
+            "authorization_endpoint": f"{ISSUER}/authorize",
+            "token_endpoint": f"{ISSUER}/token",
             "jwks_uri": f"{ISSUER}/jwks.json",
             "id_token_signing_alg_values_supported": ["RS256", "ES256"],
             **({"end_session_endpoint": END_SESSION} if end_session else {}),
         }
 
     def fetch_json(self, url: str) -> dict[str, Any]:
-        if url == f"{ISSUER}/.well-known/openid-configuration":
+        if url == f"{self.metadata['issuer']}/.well-known/openid-configuration":
             return self.metadata
         assert url == self.metadata["jwks_uri"], url
         return {"keys": [k.as_dict(private=False) for k in self.published]}
@@ -79,10 +87,10 @@ def stub() -> StubProvider:
     return StubProvider()
 
 
-def demo_app(fetch_json=None):
+def demo_app(fetch_json=None, issuer=ISSUER):
     """Modeler as `make demo` runs it; `fetch_json` stands in for the provider (None: over HTTP)."""
     config = {
-        "ISSUER": ISSUER,
+        "ISSUER": issuer,
         "CLIENT_ID": "modeler",
         "CLIENT_SECRET": SECRET,
         "NAME": "Modeler",
@@ -106,9 +114,33 @@ def signed_in(demo, sid: str = "sid-1", sub: str = "u-buffy"):
     return browser
 
 
+def follow(browser, response, answer_with: str = "login_required"):
+    """Follow the redirects as a browser does, up to the provider's sign-in pages. The stub
+    provider answers the app's silent check (prompt=none) with `answer_with`, as the portal
+    does when nobody is signed in."""
+    for _ in range(5):
+        if response.status_code not in (301, 302):
+            return response
+        location = response.location
+        if location.startswith(f"{ISSUER}/authorize?"):
+            params = query(location)
+            if params.get("prompt") != "none":
+                return response  # the person signs in at the provider
+            answer = {"error": answer_with, "state": params["state"], "iss": ISSUER}
+            location = f"{BASE}/callback?{urlencode(answer)}"
+        response = browser.get(location)
+    raise AssertionError(f"redirected in circles, last to {response.location}")
+
+
+def open_page(browser, **query_string: str):
+    """The app's page as a browser shows it, with nobody signed in at the provider."""
+    return follow(browser, browser.get(f"{BASE}/", query_string=query_string))
+
+
 def is_signed_in(browser) -> bool:
-    page = browser.get(f"{BASE}/").get_data(as_text=True)
-    assert ("You are signed out" in page) != ("Signed in as" in page)
+    page = open_page(browser).get_data(as_text=True)
+    visitor = "You are signed out" in page or "You are not signed in" in page
+    assert visitor != ("Signed in as" in page)
     return "Signed in as Buffy Summers" in page
 
 
@@ -118,13 +150,137 @@ def backchannel(demo, token: str | None):
 
 
 def test_signed_out_page_names_the_app_and_offers_sign_in(demo):
-    page = demo.test_client().get(f"{BASE}/")
+    page = open_page(demo.test_client())
     html = page.get_data(as_text=True)
     assert page.status_code == 200
     assert "<h1>Modeler</h1>" in html and "Sign in with the Login Portal" in html
-    assert 'href="/static/demo.css"' in html and "https://" not in html  # its own stylesheet, no CDN
+    assert "<title>Modeler · a demo app of the Login Portal</title>" in html
+    assert 'href="/static/demo.css"' in html  # its own stylesheet, no CDN
+    assert not re.search(r'(src|href)="https://(?!op\.example\.test/)', html)  # links only to the portal
     with demo.test_client().get(f"{BASE}/static/demo.css") as css:
         assert css.status_code == 200 and css.mimetype == "text/css"
+
+
+def test_a_first_time_visitor_is_checked_at_the_portal_silently(demo):
+    """UX defect 18: a first visit asks the portal without a page (prompt=none, with PKCE);
+    nobody signed in there: "You are not signed in", never "You are signed out"."""
+    browser = demo.test_client()
+    check = browser.get(f"{BASE}/")
+    assert check.status_code == 302 and check.location.startswith(f"{ISSUER}/authorize?")
+    params = query(check.location)
+    assert params["prompt"] == "none" and params["client_id"] == "modeler"
+    assert params["redirect_uri"] == f"{BASE}/callback" and params["code_challenge_method"] == "S256"
+    html = follow(browser, check).get_data(as_text=True)
+    assert "<h2>You are not signed in</h2>" in html and "signed out" not in html
+    assert "Sign in with the Login Portal" in html
+    with browser.session_transaction(BASE) as cookie:  # the check's state is used up
+        assert not [key for key in cookie if key.startswith("_state_")] and "silent_state" not in cookie
+    # The next visit asks again: someone who signed in at the portal since is signed in here.
+    assert browser.get(f"{BASE}/").location.startswith(f"{ISSUER}/authorize?")
+
+
+def test_after_a_back_channel_logout_the_page_says_signed_out(demo, stub):
+    browser = signed_in(demo)
+    assert backchannel(demo, stub.logout_token()).status_code == 200
+    html = open_page(browser).get_data(as_text=True)
+    assert "<h2>You are signed out</h2>" in html and "Sign in with the Login Portal" in html
+
+
+@pytest.mark.parametrize(
+    "error, answer",
+    [
+        ("login_required", "visitor"),
+        ("consent_required", "visitor"),
+        ("account_selection_required", "visitor"),
+        ("interaction_required", "ask"),
+        ("invalid_request", "refused"),
+        ("server_error", "refused"),
+    ],
+)
+def test_what_a_silent_check_answer_means(error, answer):
+    assert silent_answer(error) == answer
+
+
+def test_an_app_that_needs_a_code_asks_the_person_once(demo):
+    """interaction_required (signed in at the portal, but this app requires MFA and the
+    sign-in had none): the sign-in pages, not a page; back from them without signing in
+    (their Cancel leads to the app's home), the page, not the sign-in pages again."""
+    browser = demo.test_client()
+    check = browser.get(f"{BASE}/")
+    asked = follow(browser, check, answer_with="interaction_required")
+    assert asked.status_code == 302  # stopped at the provider: the interactive sign-in
+    assert asked.location.startswith(f"{ISSUER}/authorize?") and "prompt" not in query(asked.location)
+    cancelled = browser.get(f"{BASE}/")
+    html = cancelled.get_data(as_text=True)
+    assert cancelled.status_code == 200 and "<h2>You are not signed in</h2>" in html
+    assert "Modeler asks you to confirm it&#39;s you with a one-time code" in html
+
+
+def test_a_silent_answer_with_a_state_we_did_not_send_is_refused(demo):
+    browser = demo.test_client()
+    browser.get(f"{BASE}/")  # the silent check is on its way
+    forged = browser.get(f"{BASE}/callback", query_string={"error": "login_required", "state": "forged"})
+    assert forged.status_code == 400 and "login_required" in forged.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("state", ["é", "\u202e", "x" * 5000])
+def test_any_state_in_the_address_is_a_page_not_an_error(demo, state):
+    """Back from a sign-out, or from a silent check, with a state of any characters."""
+    browser = signed_in(demo)
+    browser.post(f"{BASE}/logout")  # a logout state is expected
+    back = follow(browser, browser.get(f"{BASE}/", query_string={"state": state}))
+    assert back.status_code == 200 and "unknown state" in back.get_data(as_text=True)
+    browser.get(f"{BASE}/")  # a silent check's state is expected
+    callback = browser.get(f"{BASE}/callback", query_string={"error": "login_required", "state": state})
+    assert callback.status_code == 400 and "login_required" in callback.get_data(as_text=True)
+
+
+def test_the_app_links_to_the_portal_pages_of_the_discovered_issuer():
+    """My details and Manage MFA ("Change MFA information", as the platform's MyWEM) and
+    the portal home, below the issuer of the discovery document."""
+    issuer = "https://op.example.test/portal"
+    demo = demo_app(StubProvider(issuer=issuer).fetch_json, issuer=issuer)
+    html = signed_in(demo).get(f"{BASE}/").get_data(as_text=True)
+    assert f'<a href="{issuer}/account">My details</a>' in html
+    assert f'<a href="{issuer}/account/mfa">Change MFA information</a>' in html
+    assert f'<a href="{issuer}/">All apps</a>' in html
+
+
+def test_an_unreachable_provider_still_shows_which_app_this_is():
+    def unreachable(url: str) -> dict[str, Any]:
+        raise requests.ConnectionError(f"cannot reach {url}")
+
+    page = demo_app(unreachable).test_client().get(f"{BASE}/")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 502 and "<h1>Modeler</h1>" in html and "cannot reach" in html
+    assert "My details" not in html and "Sign in with the Login Portal" in html
+
+
+def test_the_favicon(demo):
+    """No 404 on /favicon.ico: the app's initial on its colour."""
+    browser = demo.test_client()
+    ico = browser.get(f"{BASE}/favicon.ico")
+    assert ico.status_code == 301 and ico.location == "/favicon.svg"
+    svg = browser.get(f"{BASE}/favicon.svg")
+    assert svg.status_code == 200 and svg.mimetype == "image/svg+xml"
+    hue = demo.extensions["demo_rp"].hue
+    assert f"hsl({hue}, 55%, 35%)" in svg.get_data(as_text=True) and ">M</text>" in svg.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "amr, silent, note",
+    [
+        (["pwd", "otp", "mfa"], True, "Single sign-on: you were already signed in"),
+        (["pwd", "otp", "mfa"], False, "with your password and a one-time code"),
+        (["pwd", "sms", "mfa"], False, "with your password and a one-time code"),
+        (["pwd"], False, "with your password (this computer is trusted)"),
+        ([], False, "You signed in at the Login Portal."),
+    ],
+)
+def test_the_note_after_a_sign_in_says_how_not_who(amr, silent, note):
+    """UX defect 18: the flash no longer repeats the heading "Signed in as …"."""
+    text = signed_in_note({"sub": "u-1", "amr": amr}, silent)
+    assert note in text and "Signed in as" not in text
 
 
 def test_signed_in_page_shows_the_claims_and_buttons(demo):
@@ -236,35 +392,30 @@ def test_logout_goes_to_the_end_session_endpoint_and_checks_the_state(demo):
 def test_the_logout_state_is_accepted_once(demo):
     browser = signed_in(demo)
     params = query(browser.post(f"{BASE}/logout").location)
-    back = browser.get(f"{BASE}/", query_string={"state": params["state"]}, follow_redirects=True).get_data(
-        as_text=True
-    )
+    back = open_page(browser, state=params["state"]).get_data(as_text=True)
     assert "You signed out at the Login Portal too." in back and "You are signed out" in back
-    again = browser.get(f"{BASE}/", query_string={"state": params["state"]}, follow_redirects=True).get_data(
-        as_text=True
-    )
+    again = open_page(browser, state=params["state"]).get_data(as_text=True)
     assert "unknown state" in again
 
 
 def test_a_forged_logout_state_is_refused(demo):
     browser = signed_in(demo)
     browser.post(f"{BASE}/logout")
-    page = browser.get(f"{BASE}/", query_string={"state": "forged"}, follow_redirects=True).get_data(
-        as_text=True
-    )
+    page = open_page(browser, state="forged").get_data(as_text=True)
     assert "unknown state" in page and "You signed out at the Login Portal" not in page
 
 
 def test_logout_without_end_session_endpoint_ends_only_the_local_session():
     demo = demo_app(StubProvider(end_session=False).fetch_json)
     browser = signed_in(demo)
-    response = browser.post(f"{BASE}/logout", follow_redirects=True)
+    response = follow(browser, browser.post(f"{BASE}/logout"))
     assert "Signed out of Modeler only" in response.get_data(as_text=True)
     assert not is_signed_in(browser)
 
 
 def test_refresh_without_a_session_says_sign_in_first(demo):
-    response = demo.test_client().post(f"{BASE}/refresh", follow_redirects=True)
+    browser = demo.test_client()
+    response = follow(browser, browser.post(f"{BASE}/refresh"))
     assert "Nothing to refresh" in response.get_data(as_text=True)
 
 
@@ -329,7 +480,16 @@ def portal(make_app, clock, monkeypatch):
         "scopes": ["openid", "profile", "email", "phone", "offline_access"],
         "first_party": True,
     }
-    app = make_app([*conftest.test_clients(), modeler])
+    forum = {
+        **modeler,
+        "client_id": "forum",
+        "name": "Forum",
+        "redirect_uris": [f"{FORUM}/callback"],
+        "post_logout_redirect_uris": [f"{FORUM}/"],
+        "backchannel_logout_uri": f"{FORUM}/backchannel-logout",
+        "client_secret_sha256": conftest.sha(FORUM_SECRET),
+    }
+    app = make_app([*conftest.test_clients(), modeler, forum])
     adapter = ProviderAdapter(app)
     original = requests.Session.get_adapter
     monkeypatch.setattr(
@@ -364,6 +524,8 @@ def test_sign_in_userinfo_refresh_with_the_provider(portal, clock):
 
     page = browser.get(f"{BASE}/").get_data(as_text=True)
     assert "Signed in as Buffy Summers" in page and "buffy@example.com" in page and user.sub in page
+    assert page.count("Signed in as") == 1  # the note says how, not who again
+    assert "You signed in at the Login Portal with your password and a one-time code." in page
     with browser.session_transaction(BASE) as cookie:
         local = demo.extensions["demo_rp"].sessions.get(cookie["local_id"])
     assert local.claims["sid"] and local.claims["acr"] and "otp" in local.claims["amr"]
@@ -376,6 +538,53 @@ def test_sign_in_userinfo_refresh_with_the_provider(portal, clock):
     assert local.token["refresh_token"] != old["refresh_token"]  # rotated
 
 
+FORUM = "http://127.0.0.1:5003"
+FORUM_SECRET = "forum-secret-for-the-demo-app-tests-0000002"
+
+
+def forum_app():
+    """Forum, a second demo app of the same provider, as `make demo` runs it."""
+    config = {"ISSUER": ISSUER, "CLIENT_ID": "forum", "CLIENT_SECRET": FORUM_SECRET, "NAME": "Forum"}
+    return create_app({**config, "BASE_URL": FORUM, "SECRET_KEY": "test-forum"})
+
+
+def sign_in_to_modeler(op: RP) -> str:
+    """Sign in through Modeler (password and code at the provider); Modeler's local `sid`."""
+    demo = demo_app()
+    browser = demo.test_client()
+    back = op.sign_in(op.browser.get(browser.get(f"{BASE}/login").location.removeprefix(ISSUER)))
+    assert browser.get(back.location).status_code == 302
+    with browser.session_transaction(BASE) as cookie:
+        return demo.extensions["demo_rp"].sessions[cookie["local_id"]].claims["sid"]
+
+
+def test_signed_in_at_the_portal_a_visit_signs_in_at_once(portal, clock):
+    """The portal home's tiles link to the apps' home pages: a visit signs in there with no
+    page of the provider shown (prompt=none), in the same provider session."""
+    user = make_user(portal)
+    clock.advance(seconds=30)
+    op = RP(portal, portal.test_client(), clock, user)
+    sid = sign_in_to_modeler(op)
+    forum = forum_app().test_client()
+
+    check = forum.get(f"{FORUM}/")
+    assert check.status_code == 302 and query(check.location)["prompt"] == "none"
+    answer = op.browser.get(check.location.removeprefix(ISSUER))
+    assert answer.status_code == 302 and answer.location.startswith(f"{FORUM}/callback?code=")
+    assert forum.get(answer.location).status_code == 302  # Authlib redeemed the code
+    html = forum.get(f"{FORUM}/").get_data(as_text=True)
+    assert "<h2>Signed in as Buffy Summers</h2>" in html and html.count("Signed in as") == 1
+    assert "Single sign-on: you were already signed in at the Login Portal" in html
+    assert sid in html
+
+    # Another browser, signed in nowhere: the provider says login_required, the app says so.
+    visitor, nobody = forum_app().test_client(), portal.test_client()
+    answer = nobody.get(visitor.get(f"{FORUM}/").location.removeprefix(ISSUER))
+    assert query(answer.location)["error"] == "login_required"
+    page = visitor.get(visitor.get(answer.location).location).get_data(as_text=True)
+    assert "<h2>You are not signed in</h2>" in page
+
+
 def test_a_refused_sign_in_is_a_clear_page(demo):
     response = demo.test_client().get(
         f"{BASE}/callback", query_string={"error": "access_denied", "error_description": "The user said no"}
@@ -386,3 +595,74 @@ def test_a_refused_sign_in_is_a_clear_page(demo):
 def test_a_callback_with_an_unknown_state_is_refused(demo):
     response = demo.test_client().get(f"{BASE}/callback", query_string={"code": "c", "state": "forged"})
     assert response.status_code == 400 and "mismatching_state" in response.get_data(as_text=True)
+
+
+# -- the launcher of `make demo` ---------------------------------------------------------------
+
+
+def test_make_demo_plays_every_app_of_clients_yaml():
+    """UX defect 1: the six registrations of the shipped clients.yaml, each on its port with
+    its development secret, its callback and its back-channel logout receiver."""
+    playing, skipped = launcher.registrations(conftest.ROOT / "clients.yaml")
+    assert skipped == {}
+    assert [(r.client_id, r.name, r.port) for r in playing] == [
+        ("modeler", "Modeler", 5001),
+        ("mywem", "MyWEM", 5002),
+        ("forum", "Forum", 5003),
+        ("academy", "Academy", 5004),
+        ("partner-portal", "Partner Portal", 5005),
+        ("devops-portal", "DevOps Portal", 5006),
+    ]
+    assert sorted(app.hue for app in playing) == [30, 90, 150, 210, 270, 330]  # told apart at a glance
+    registered = {
+        c["client_id"]: c for c in yaml.safe_load((conftest.ROOT / "clients.yaml").read_text())["clients"]
+    }
+    for app in playing:
+        entry = registered[app.client_id]
+        config = app.config("http://127.0.0.1:5000")
+        assert f"{config['BASE_URL']}/callback" in entry["redirect_uris"]
+        assert f"{config['BASE_URL']}/backchannel-logout" == entry["backchannel_logout_uri"]
+        assert conftest.sha(config["CLIENT_SECRET"]) == entry["client_secret_sha256"]
+        assert config["DESCRIPTION"] == entry["description"] and config["ISSUER"] == "http://127.0.0.1:5000"
+
+
+def test_make_demo_names_the_registrations_it_cannot_play(tmp_path):
+    good = {
+        "client_id": "reports",
+        "name": "Reports",
+        "redirect_uris": ["http://127.0.0.1:5009/callback"],
+        "post_logout_redirect_uris": ["http://127.0.0.1:5009/"],
+        "backchannel_logout_uri": "http://127.0.0.1:5009/backchannel-logout",
+        "client_secret_sha256": conftest.sha("dev-secret-reports"),
+    }
+    entries = [
+        good,
+        {**good, "client_id": "real", "client_secret_sha256": conftest.sha("a real secret")},
+        {**good, "client_id": "remote", "redirect_uris": ["https://reports.example.com/callback"]},
+        {**good, "client_id": "no-callback", "redirect_uris": ["http://127.0.0.1:5009/cb"]},
+        {**good, "client_id": "quiet", "backchannel_logout_uri": None},
+        {**good, "client_id": "elsewhere", "post_logout_redirect_uris": ["http://127.0.0.1:5009/bye"]},
+    ]
+    clients_file = tmp_path / "clients.yaml"
+    clients_file.write_text(yaml.safe_dump({"clients": entries}))
+    playing, skipped = launcher.registrations(clients_file)
+    assert [r.client_id for r in playing] == ["reports"] and playing[0].base_url == "http://127.0.0.1:5009"
+    assert skipped == {
+        "real": "its secret is not the development secret dev-secret-real",
+        "remote": "its redirect URI is not on http://127.0.0.1:PORT",
+        "no-callback": "no redirect URI ending in /callback",
+        "quiet": "its backchannel_logout_uri is not http://127.0.0.1:5009/backchannel-logout",
+        "elsewhere": "its post_logout_redirect_uris do not name http://127.0.0.1:5009/",
+    }
+    text = launcher.banner("http://127.0.0.1:5000", playing, skipped)
+    assert text.splitlines()[:2] == [
+        "Login Portal  http://127.0.0.1:5000/",
+        "Reports       http://127.0.0.1:5009/",
+    ]
+    assert "(not started: real: its secret is not the development secret dev-secret-real)" in text
+
+
+def test_make_demo_runs_the_launcher():
+    dry_run = subprocess.run(["make", "-n", "demo"], cwd=conftest.ROOT, capture_output=True, text=True)
+    assert dry_run.returncode == 0, dry_run.stderr
+    assert dry_run.stdout.splitlines()[-1].endswith("/python -m examples.launcher")

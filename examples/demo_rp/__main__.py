@@ -2,9 +2,11 @@
 
 DEMO_ISSUER (http://127.0.0.1:5000), DEMO_CLIENT_ID (modeler), DEMO_CLIENT_SECRET
 (dev-secret-<client_id>, the development secret of clients.yaml), DEMO_NAME (the
-client_id), DEMO_PORT (5001), DEMO_URL (http://127.0.0.1:<port>: must match the
-redirect URI registered in clients.yaml), DEMO_SECRET_KEY (random: sessions end
-on restart).
+client_id), DEMO_DESCRIPTION (none: a line under the name), DEMO_PORT (5001),
+DEMO_URL (http://127.0.0.1:<port>: must match the redirect URI registered in
+clients.yaml), DEMO_SECRET_KEY (random: sessions end on restart).
+
+`make demo` runs one for every app of clients.yaml instead: examples/launcher.py.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ def config_from_env() -> dict[str, Any]:
         "CLIENT_ID": client_id,
         "CLIENT_SECRET": os.environ.get("DEMO_CLIENT_SECRET", f"dev-secret-{client_id}"),
         "NAME": os.environ.get("DEMO_NAME", client_id),
+        "DESCRIPTION": os.environ.get("DEMO_DESCRIPTION", ""),
         "PORT": port,
         "BASE_URL": os.environ.get("DEMO_URL", f"http://127.0.0.1:{port}"),
         "SECRET_KEY": os.environ.get("DEMO_SECRET_KEY"),

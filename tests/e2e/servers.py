@@ -1,7 +1,8 @@
 """The processes the end-to-end tests talk to, started the way `make run` and
 `make demo` start them: the provider (`flask db upgrade`, then `flask serve`),
-the demo relying-party apps (`python -m examples.demo_rp`), and a small
-callback server standing in for an RP that has no web server of its own.
+one demo relying-party app (`python -m examples.demo_rp`), the launcher of
+`make demo` with every app of clients.yaml (`python -m examples.launcher`), and
+a small callback server standing in for an RP that has no web server of its own.
 
 Every process is started inside a context manager that stops it on the way
 out, whatever happened; nothing listens beyond 127.0.0.1."""
@@ -11,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import http.server
 import os
+import re
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -24,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 import yaml
+from mailserver import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the virtualenv's bin/ (pytest runs from .venv/bin/python)
@@ -212,6 +216,98 @@ def demo_app_process(app: DemoApp, issuer: str, log: Path) -> Iterator[DemoApp]:
     }
     with running([str(BIN / "python"), "-m", "examples.demo_rp"], env, log, f"{app.url}/healthz"):
         yield app
+
+
+# -- make demo: the launcher with every app of clients.yaml ----------------------------------
+
+DEMO_PORTS = re.compile(r"http://127\.0\.0\.1:(500\d)")  # the shipped file's loopback ports
+
+
+def shipped_clients_on_free_ports() -> tuple[int, list[dict]]:
+    """The shipped clients.yaml, its ports 5000–5009 moved to free ones (a `make demo` of
+    someone else may hold them): the portal's port and the registrations."""
+    ports: dict[str, int] = {}
+
+    def moved(match: re.Match) -> str:
+        return url(ports.setdefault(match.group(1), free_port()))
+
+    text = DEMO_PORTS.sub(moved, (ROOT / "clients.yaml").read_text())
+    return ports.get("5000") or free_port(), yaml.safe_load(text)["clients"]
+
+
+@dataclass
+class Launcher:
+    """A running `make demo`: the portal, the demo apps it started, what it printed."""
+
+    portal: Provider
+    apps: list[DemoApp]
+    process: subprocess.Popen
+    log: Path
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        """Send `signum`; the exit status once it stopped (SIGKILL after STOP_TIMEOUT)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            return self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(STOP_TIMEOUT)
+            raise AssertionError(f"the launcher ignored signal {signum}:\n{_tail(self.log)}") from None
+
+
+@contextmanager
+def launcher_process(folder: Path, smtp_port: int, background: bool = False) -> Iterator[Launcher]:
+    """`make demo` for the shipped clients.yaml (on free ports), ready once it printed the
+    URLs; stopped on the way out. `background`: started with SIGINT ignored."""
+    folder.mkdir(parents=True, exist_ok=True)
+    portal_port, clients = shipped_clients_on_free_ports()
+    clients_file = folder / "clients.yaml"
+    clients_file.write_text(yaml.safe_dump({"clients": clients}, sort_keys=False))
+    portal = Provider(url(portal_port), provider_env(folder, portal_port, smtp_port, clients_file), folder)
+    migrated = portal.cli("db", "upgrade")
+    assert migrated.returncode == 0, migrated.stderr
+    apps = [
+        DemoApp(c["name"], c["client_id"], urlsplit(c["home_url"]).port, f"dev-secret-{c['client_id']}")
+        for c in clients
+    ]
+    log = folder / "launcher.log"
+    # In the background, a shell without job control starts a command with SIGINT ignored
+    # (`make demo &` in a script); an ignored signal stays ignored in the child.
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if background else None
+    try:
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                [str(BIN / "python"), "-m", "examples.launcher"],
+                cwd=ROOT,
+                env=portal.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
+    launcher = Launcher(portal, apps, process, log)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while "Ctrl-C stops all" not in launcher.output:
+            if process.poll() is not None:
+                raise RuntimeError(f"the launcher exited with {process.returncode}:\n{_tail(log)}")
+            assert time.monotonic() < deadline, f"no URLs printed within {START_TIMEOUT} s:\n{_tail(log)}"
+            time.sleep(0.1)  # bounded poll: the launcher is starting up
+        yield launcher
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(STOP_TIMEOUT)
 
 
 # -- an RP's callback, for a library that has no web server ---------------------------------

@@ -24,9 +24,11 @@ def expect_signed_in(page: Page, app: DemoApp, account: Account) -> None:
     expect(page.get_by_text(account.email, exact=True)).to_be_visible()
 
 
-def expect_signed_out(page: Page, app: DemoApp) -> None:
+def expect_signed_out(page: Page, app: DemoApp, heading: str = "You are signed out") -> None:
+    """The app's page for a visitor: "You are not signed in" the first time, "You are
+    signed out" once a session of this app ended."""
     expect(page).to_have_url(re.compile(rf"^{re.escape(app.url)}/"))
-    expect(page.get_by_role("heading", name="You are signed out")).to_be_visible()
+    expect(page.get_by_role("heading", name=heading)).to_be_visible()
 
 
 def reload_until_signed_out(page: Page, app: DemoApp) -> None:
@@ -57,10 +59,10 @@ class Navigations:
         return self.paths[mark:]
 
 
-def sign_in_from(page: Page, app: DemoApp) -> None:
-    """Click the app's sign-in button (the provider may answer at once, with SSO)."""
+def sign_in_from(page: Page, app: DemoApp, heading: str = "You are signed out") -> None:
+    """Click the app's sign-in button."""
     page.goto(app.url)
-    expect_signed_out(page, app)
+    expect_signed_out(page, app, heading)
     page.get_by_role("link", name="Sign in with the Login Portal").click()
 
 
@@ -72,9 +74,10 @@ def test_a_person_registers_sets_up_mfa_and_signs_in_once_for_every_app(
     ann = Account("Ann Example", unique_email("ann"))
     visited = Navigations(page, portal)
 
-    # Modeler sends a signed-out visitor to the portal's sign-in page.
+    # Modeler asks the portal (nobody signed in there) and offers a first-time visitor to sign in.
     page.goto(modeler.url)
-    expect_signed_out(page, modeler)
+    expect_signed_out(page, modeler, "You are not signed in")
+    expect(page.get_by_text("signed out")).to_have_count(0)
     shots("modeler-signed-out")
     page.get_by_role("link", name="Sign in with the Login Portal").click()
     page.wait_for_url(f"{portal}/login?**")
@@ -109,7 +112,7 @@ def test_a_person_registers_sets_up_mfa_and_signs_in_once_for_every_app(
     shots.page = page
 
     # Back in Modeler: sign in. The first sign-in must set up MFA before anything else.
-    sign_in_from(page, modeler)
+    sign_in_from(page, modeler, "You are not signed in")
     page.wait_for_url(f"{portal}/login?**")
     sign_in_with_password(page, ann)
     page.wait_for_url(f"{portal}/mfa/setup")
@@ -142,10 +145,11 @@ def test_a_person_registers_sets_up_mfa_and_signs_in_once_for_every_app(
     expect_signed_in(page, modeler, ann)
     shots("modeler-signed-in")
 
-    # Forum: signed in at once, no portal page shown (single sign-on).
+    # Forum: signed in at its first visit, no portal page shown (single sign-on).
     mark = len(visited.paths)
-    sign_in_from(page, forum)
+    page.goto(forum.url)
     expect_signed_in(page, forum, ann)
+    expect(page.get_by_role("status")).to_contain_text("Single sign-on")
     shown = visited.since(mark)
     assert "/login" not in shown and "/login/code" not in shown, shown
     shots("forum-signed-in")
