@@ -7,9 +7,9 @@
 
 A check is a function returning `ok()`, `degraded(…)` or `down(…)` (or a bool);
 one that raises is down. Degraded means serving with less (the rate limits
-counted in each process while Redis is away): still ready. Other modules add
-theirs with one line, e.g.
-`health.register("signing_keys", lambda: health.down(f"no key for {m}") if (m := keys.missing_algs()) else health.ok())`.
+counted in each process while Redis is away): still ready. Checked: the
+database, the rate-limit storage, a signing key per algorithm, and what other
+modules add with one line (`health.register(name, fn)`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from flask import Blueprint, Flask, current_app
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import outage
+from . import keys, outage
 from .db import db
 from .security import csrf, limiter
 
@@ -86,8 +86,20 @@ def rate_limits() -> Result:
     return down(f"{scheme} unreachable")
 
 
+def signing_keys() -> Result:
+    """A key that signs now for every algorithm (made at the first need, as a
+    token request would: a fresh database is ready once keys can be made)."""
+    try:
+        keys.ring().public_jwks()
+    except (SQLAlchemyError, keys.KeyRingError) as error:
+        return down(f"signing keys cannot be read: {str(error)[:200]}")
+    missing = keys.missing_algs()
+    return down(f"no signing key for {', '.join(missing)}") if missing else ok()
+
+
 register("database", database)
 register("rate_limits", rate_limits)
+register("signing_keys", signing_keys)
 
 
 def _run(check: Check) -> Result:

@@ -20,8 +20,20 @@ def test_readiness_lists_each_check(client):
         "checks": {
             "database": {"status": "ok"},
             "rate_limits": {"status": "ok", "detail": "memory:// (this process)"},
+            "signing_keys": {"status": "ok"},
         },
     }
+
+
+def test_readiness_is_down_when_the_signing_keys_cannot_be_read(make_app):
+    """Keys made under one SECRET_KEY cannot be opened under another: the instance must get no traffic."""
+    first = make_app()
+    with first.app_context():
+        first.extensions["keys"].public_jwks()
+    other = make_app(SECRET_KEY="another-secret-key", OIDC_KEY_CACHE_SECONDS=0)
+    response = other.test_client().get("/health/ready")
+    assert response.status_code == 503
+    assert response.json["checks"]["signing_keys"]["status"] == "down"
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 change stamp for the purge
 
 Revision ID: 8d6d56908415
-Revises: 5d1e0a7c4b21
+Revises: b7c1d5e9f203
 Create Date: 2026-12-04 10:00:00.000000
 
 """
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '8d6d56908415'
-down_revision = '5d1e0a7c4b21'
+down_revision = "b7c1d5e9f203"
 branch_labels = None
 depends_on = None
 

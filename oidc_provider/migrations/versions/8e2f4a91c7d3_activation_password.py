@@ -1,7 +1,7 @@
 """activation links keep the password they activate
 
 Revision ID: 8e2f4a91c7d3
-Revises: 5d1e0a7c4b21
+Revises: 8f3a2c6d1e47
 Create Date: 2026-12-04 10:00:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '8e2f4a91c7d3'
-down_revision = '5d1e0a7c4b21'
+down_revision = "8f3a2c6d1e47"
 branch_labels = None
 depends_on = None
 

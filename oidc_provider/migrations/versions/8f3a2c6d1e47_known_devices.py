@@ -1,7 +1,7 @@
 """known devices (their own guessing limit) and the purpose of the last sent code
 
 Revision ID: 8f3a2c6d1e47
-Revises: 5d1e0a7c4b21
+Revises: a7c41e9b3d52
 Create Date: 2026-12-04 10:00:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '8f3a2c6d1e47'
-down_revision = '5d1e0a7c4b21'
+down_revision = "a7c41e9b3d52"
 branch_labels = None
 depends_on = None
 
