@@ -41,7 +41,7 @@ def test_signin_wrong_password_and_tokens_are_counted(app, rp, client):
 
     assert delta(before, after, "portal_signins_total", outcome="ok") == 1
     assert delta(before, after, "portal_signins_total", outcome="failed") == 1
-    assert delta(before, after, "portal_mfa_total", method="otp", outcome="ok") == 1
+    assert delta(before, after, "portal_mfa_total", method="totp", outcome="ok") == 1
     assert delta(before, after, "portal_tokens_issued_total", grant_type="authorization_code") == 1
     assert delta(before, after, "portal_http_request_duration_seconds_count", endpoint="login.password") == 2
     assert delta(before, after, "portal_http_request_duration_seconds_count", endpoint="endpoints.token") == 1
