@@ -159,8 +159,12 @@ def test_the_shipped_apps_require_pkce():
 
 @pytest.fixture
 def shipped_rp(make_app, clock):
-    """The provider with the shipped clients.yaml, as `make run` starts it."""
-    app = make_app(clients=yaml.safe_load((ROOT / "clients.yaml").read_text())["clients"])
+    """The provider with the shipped clients.yaml, as `make run` starts it (on its
+    local http issuer: the shipped development secrets are refused on https)."""
+    app = make_app(
+        clients=yaml.safe_load((ROOT / "clients.yaml").read_text())["clients"],
+        OIDC_ISSUER="http://127.0.0.1:5000",
+    )
     user = make_user(app)
     clock.advance(seconds=30)
     return RP(app, app.test_client(), clock, user)
