@@ -8,7 +8,6 @@ only when the form was accepted; `accounts` adds the per-address limit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from flask import (
@@ -27,12 +26,13 @@ from werkzeug.exceptions import TooManyRequests
 from werkzeug.routing import BuildError
 from werkzeug.wrappers import Response as BaseResponse
 
-from . import accounts, passwords
+from . import accounts, outbox, passwords
 from .forms import EmailForm, RegisterForm, ResetPasswordForm
 from .security import limiter
 
 bp = Blueprint("account", __name__)
 SENT_TO = "account_email"  # the address just typed, shown on the "check your email" page
+SENT_MESSAGE = "account_message"  # the outbox id of its mail, whose progress that page tells
 KINDS = ("activation", "resend", "reset")
 
 email_limit = limiter.shared_limit(
@@ -72,8 +72,9 @@ def login_url() -> str:
         return "/login"
 
 
-def _sent(kind: str, email: str) -> BaseResponse:
+def _sent(kind: str, email: str, message_id: int | None) -> BaseResponse:
     session[SENT_TO] = accounts.normalize_email(email)
+    session[SENT_MESSAGE] = message_id
     return redirect(url_for("account.check_email", sent=kind), 303)
 
 
@@ -91,8 +92,8 @@ def register() -> BaseResponse | tuple[str, int]:
     form = RegisterForm()
     if form.validate_on_submit():
         try:
-            accounts.register_user(form.name.data, form.email.data, form.password.data)
-            return _sent("activation", form.email.data)
+            mailed = accounts.register_user(form.name.data, form.email.data, form.password.data)
+            return _sent("activation", form.email.data, mailed.message_id)
         except accounts.PasswordRejected as rejected:
             form.password.errors = list(rejected.problems)
     return _form_page("account/register.html", form)
@@ -102,7 +103,10 @@ def register() -> BaseResponse | tuple[str, int]:
 def check_email() -> str:
     kind = request.args.get("sent")
     return render_template(
-        "account/check_email.html", kind=kind if kind in KINDS else "activation", email=session.get(SENT_TO)
+        "account/check_email.html",
+        kind=kind if kind in KINDS else "activation",
+        email=session.get(SENT_TO),
+        progress=outbox.progress(session.get(SENT_MESSAGE), outbox.MAIL),
     )
 
 
@@ -119,17 +123,15 @@ def activate(token: str) -> str | tuple[str, int]:
 @bp.route("/activate/resend", methods=["GET", "POST"])
 @email_limit
 def resend_activation() -> BaseResponse | tuple[str, int]:
-    return _email_form("account/resend.html", accounts.resend_activation, "resend")
+    return _email_form("account/resend.html", "resend")
 
 
-def _email_form(
-    template: str, send: Callable[[str], accounts.Sent], kind: str
-) -> BaseResponse | tuple[str, int]:
-    """A form that asks for an address and emails it (whatever the outcome, the same answer)."""
+def _email_form(template: str, kind: str) -> BaseResponse | tuple[str, int]:
+    """A form that asks for an address to email a link to: the same work and
+    the same answer whatever the address (the worker looks it up)."""
     form = EmailForm()
     if form.validate_on_submit():
-        send(form.email.data)
-        return _sent(kind, form.email.data)
+        return _sent(kind, form.email.data, accounts.ask_for_link(kind, form.email.data))
     return _form_page(template, form)
 
 
@@ -149,7 +151,7 @@ def _link_invalid(invalid: accounts.LinkInvalid, purpose: str) -> tuple[str, int
 @bp.route("/forgot-password", methods=["GET", "POST"])
 @email_limit
 def forgot_password() -> BaseResponse | tuple[str, int]:
-    return _email_form("account/forgot.html", accounts.request_reset, "reset")
+    return _email_form("account/forgot.html", "reset")
 
 
 @bp.route("/reset-password/<token>", methods=["GET", "POST"])

@@ -11,9 +11,13 @@ the functions return an outcome the pages never show; they answer the same
 page whatever happened. Each address may be sent ACCOUNT_MAILS_PER_HOUR
 emails an hour, one per ACCOUNT_MAIL_COOLDOWN, counted from the rows in the
 database (tokens issued, "already registered" notices), so every instance
-agrees and restarts forget nothing. Time spent sending mail differs between
-known and unknown addresses; the per-IP limit on these forms (RATELIMIT_EMAIL)
-keeps that too slow to enumerate with.
+agrees and restarts forget nothing.
+
+Mail is queued (delivery.py, outbox.py), never sent in a request. The forms
+that only ask for a link (forgot password, new activation link) do not even
+look the address up: `ask_for_link` queues the request, and the outbox worker
+decides (`_compose_link`) whether a mail results, so the answer takes the same
+time whatever the address.
 """
 
 from __future__ import annotations
@@ -62,11 +66,19 @@ LINK_MAILS = {
 class Sent(StrEnum):
     """What became of an email a service was asked to send."""
 
-    SENT = "sent"
-    FAILED = "failed"  # the mail server refused or was unreachable (logged, audited)
+    QUEUED = "queued"  # in the outbox: the worker sends it (and audits a failure)
+    FAILED = "failed"  # it could not even be queued (an address no mail can go to)
     LIMITED = "limited"  # the address's mail budget is spent
     NO_ACCOUNT = "no account"
     NOT_NEEDED = "not needed"  # e.g. a new activation link for an active account
+
+
+@dataclass(frozen=True)
+class Mailed:
+    """What a service did about an email, and the outbox id when one was queued."""
+
+    outcome: Sent
+    message_id: int | None = None
 
 
 class PasswordRejected(ValueError):
@@ -151,7 +163,7 @@ def check_name(name: str | None) -> str:
 # --- register and activate -----------------------------------------------------------
 
 
-def register_user(name: str, email: str, password: str) -> Sent:
+def register_user(name: str, email: str, password: str) -> Mailed:
     """Create an account pending activation and email its activation link.
 
     Registering an address whose account still awaits activation registers
@@ -180,8 +192,7 @@ def register_user(name: str, email: str, password: str) -> Sent:
         return _register_again(get_user(email), name, password_hash)
     token = _issue(user, ACTIVATION)
     audit.record("registered", user=user)
-    db.session.commit()
-    return _mail_link(user, ACTIVATION, token)
+    return _post(_link_mail(user, ACTIVATION, token))
 
 
 def create_user(name: str, email: str, password: str, *, activated: bool = False) -> User:
@@ -212,30 +223,29 @@ def create_user(name: str, email: str, password: str, *, activated: bool = False
     return user
 
 
-def _register_again(user: User, name: str, password_hash: str) -> Sent:
+def _register_again(user: User, name: str, password_hash: str) -> Mailed:
     """A registration for an address that has an account: a pending one takes
     this registration's name and password, with a new activation link (the
     earlier ones stop working); an active or disabled one is only told."""
     pending = user.activated_at is None and user.disabled_at is None
     if not _may_send(user, ACTIVATION if pending else DUPLICATE):
         audit.record("registered", user=user, outcome="limited")
-        db.session.commit()
-        return Sent.LIMITED
+        return _post(Sent.LIMITED)
     if pending:
         user.name, user.password_hash = name, password_hash
         _use_all(user, ACTIVATION)
         token = _issue(user, ACTIVATION)
         audit.record("registered", user=user, outcome="replaced")
-        db.session.commit()
-        return _mail_link(user, ACTIVATION, token)
+        return _post(_link_mail(user, ACTIVATION, token))
     audit.record("registered", user=user, outcome=DUPLICATE)
-    db.session.commit()
-    return _mail(
-        user,
-        f"You already have a {_portal()} account",
-        "already_registered",
-        login_link=_login_link(),
-        forgot_link=_forgot_link(),
+    return _post(
+        _account_mail(
+            user,
+            f"You already have a {_portal()} account",
+            "already_registered",
+            login_link=_login_link(),
+            forgot_link=_forgot_link(),
+        )
     )
 
 
@@ -259,29 +269,63 @@ def _mark_activated(user: User, via: str) -> None:
         audit.record("activated", user=user, via=via)
 
 
-def resend_activation(email: str, *, limited: bool = True) -> Sent:
+def resend_activation(email: str, *, limited: bool = True) -> Mailed:
     """Email a new activation link to a pending account. `limited=False`
     (support's command) ignores the per-address mail budget."""
+    return _post(_resend_mail(email, limited=limited))
+
+
+def _resend_mail(email: str, *, limited: bool = True) -> delivery.Mail | Sent:
     user = find_user(email)
     if user is None:
         return Sent.NO_ACCOUNT
     if user.activated_at is not None:
         return Sent.NOT_NEEDED
-    return _send_link(user, ACTIVATION, "activation_resent", limited=limited)
+    return _link_to_send(user, ACTIVATION, "activation_resent", limited=limited)
 
 
 # --- forgot and reset password -------------------------------------------------------
 
 
-def request_reset(email: str) -> Sent:
+def request_reset(email: str) -> Mailed:
     """Email a password-reset link to an existing, enabled account."""
+    return _post(_reset_mail(email))
+
+
+def _reset_mail(email: str) -> delivery.Mail | Sent:
     user = find_user(email)
     if user is None or user.disabled_at is not None:
         outcome = "unknown" if user is None else "disabled"
         audit.record("password_reset_requested", user=user, email=normalize_email(email), outcome=outcome)
-        db.session.commit()
         return Sent.NO_ACCOUNT
-    return _send_link(user, RESET, "password_reset_requested")
+    return _link_to_send(user, RESET, "password_reset_requested")
+
+
+# what a public form may ask for by email, without learning whether the address has an account
+LINK_REQUESTS = {"reset": _reset_mail, "resend": _resend_mail}
+
+
+def ask_for_link(request: str, email: str) -> int:
+    """A public form asked for a link: "reset" (forgot password) or "resend"
+    (a new activation link). Queues the request and returns its outbox id; the
+    worker looks the address up and writes the mail, if any (`_compose_link`).
+    The work done here is the same whatever the address (no enumeration by
+    time); what the page then says about the message does not tell either."""
+    if request not in LINK_REQUESTS:
+        raise ValueError(f"unknown link request {request!r}")
+    return delivery.send_composed(
+        "account_link", request=request, email=normalize_email(email), origin=audit.current_origin()
+    )
+
+
+@delivery.composer("account_link")
+def _compose_link(request: str, email: str, origin: dict[str, str | None]) -> delivery.Mail | None:
+    """In the worker: the mail `ask_for_link` asked for, or None (no account,
+    nothing to do, or the address's budget is spent: recorded in the audit log,
+    as coming from the request's address)."""
+    with audit.origin(origin.get("ip"), origin.get("user_agent")):
+        mail = LINK_REQUESTS[request](email)
+    return mail if isinstance(mail, delivery.Mail) else None
 
 
 def reset_password(token: str, password: str) -> User:
@@ -303,8 +347,7 @@ def reset_password(token: str, password: str) -> User:
     _mark_activated(user, via=RESET)
     ended = end_access(user)
     audit.record("password_reset", user=user, sessions_ended=ended)
-    db.session.commit()
-    _mail(user, f"Your {_portal()} password was changed", "password_changed", forgot_link=_forgot_link())
+    _post(_password_changed_mail(user))
     return user
 
 
@@ -320,14 +363,7 @@ def change_password(user: User, password: str, keep_sid: str | None) -> int:
     user.password_changed_at = now()
     ended = end_access(user, keep_sid=keep_sid)
     audit.record("password_changed", user=user, sessions_ended=ended)
-    db.session.commit()
-    _mail(
-        user,
-        f"Your {_portal()} password was changed",
-        "password_changed",
-        forgot_link=_forgot_link(),
-        kept_this_browser=keep_sid is not None,
-    )
+    _post(_password_changed_mail(user, kept_this_browser=keep_sid is not None))
     return ended
 
 
@@ -441,22 +477,26 @@ def _issue(user: User, purpose: str) -> str:
 # --- mail ----------------------------------------------------------------------------
 
 
-def _send_link(user: User, purpose: str, event: str, *, limited: bool = True) -> Sent:
+def _send_link(user: User, purpose: str, event: str, *, limited: bool = True) -> Mailed:
     """Record `event` and email a new link for `purpose`, unless `limited` and
     the address's mail budget is spent."""
+    return _post(_link_to_send(user, purpose, event, limited=limited))
+
+
+def _link_to_send(user: User, purpose: str, event: str, *, limited: bool = True) -> delivery.Mail | Sent:
+    """Record `event` and issue a new link for `purpose` (the caller commits):
+    its mail, or LIMITED when `limited` and the address's budget is spent."""
     if limited and not _may_send(user, purpose):
         audit.record(event, user=user, outcome="limited")
-        db.session.commit()
         return Sent.LIMITED
     token = _issue(user, purpose)
     audit.record(event, user=user)
-    db.session.commit()
-    return _mail_link(user, purpose, token)
+    return _link_mail(user, purpose, token)
 
 
-def _mail_link(user: User, purpose: str, token: str) -> Sent:
+def _link_mail(user: User, purpose: str, token: str) -> delivery.Mail:
     kind = LINK_MAILS[purpose]
-    return _mail(
+    return _account_mail(
         user,
         kind.subject.format(portal=_portal()),
         kind.template,
@@ -482,16 +522,29 @@ def _sent_since(user: User, purpose: str, since: datetime) -> list[datetime]:
     return list(db.session.scalars(select.where(AccountToken.created_at >= since)))
 
 
-def _mail(user: User, subject: str, template: str, **context: object) -> Sent:
-    """Send; a failure is audited (the account and its tokens stay). Mail to an
-    address not yet verified (no activation yet) greets without the name: it
-    was typed by whoever registered, maybe not the owner of the mailbox."""
+def _account_mail(user: User, subject: str, template: str, **context: object) -> delivery.Mail:
+    """A mail to the account's address. Mail to an address not yet verified
+    (no activation yet) greets without the name: it was typed by whoever
+    registered, maybe not the owner of the mailbox."""
     name = user.name if user.activated_at is not None else None
-    if delivery.send_mail(user.email, subject, template, name=name, **context):
-        return Sent.SENT
-    audit.record("mail_failed", user=user, outcome="failed", template=template)
-    db.session.commit()
-    return Sent.FAILED
+    return delivery.Mail(user.email, subject, template, {"name": name, **context}, user.id)
+
+
+def _password_changed_mail(user: User, **context: object) -> delivery.Mail:
+    subject = f"Your {_portal()} password was changed"
+    return _account_mail(user, subject, "password_changed", forgot_link=_forgot_link(), **context)
+
+
+def _post(mail: delivery.Mail | Sent) -> Mailed:
+    """Queue `mail` with everything pending (one commit), or commit the reason there is none."""
+    if isinstance(mail, Sent):
+        db.session.commit()
+        return Mailed(mail)
+    message_id = delivery.queue_mail(mail)
+    if message_id is None:
+        db.session.commit()
+        return Mailed(Sent.FAILED)
+    return Mailed(Sent.QUEUED, message_id)
 
 
 def _portal() -> str:

@@ -12,6 +12,9 @@ the log never claims what was rolled back. The caller commits.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -37,9 +40,8 @@ def record(
     """Add an event to the session (the caller commits). `ip` and `user_agent`
     default to the current request's; `email` to the user's; `details` must be
     JSON-serialisable and never hold a secret."""
-    if has_request_context():
-        ip = ip or request.remote_addr
-        user_agent = user_agent or request.user_agent.string
+    origin = current_origin()
+    ip, user_agent = ip or origin["ip"], user_agent or origin["user_agent"]
     row = AuditEvent(
         at=now(),
         event=event[:50],
@@ -54,6 +56,28 @@ def record(
     db.session.add(row)
     metrics.count_event(event, outcome, details)
     return row
+
+
+_ORIGIN: ContextVar[dict[str, str | None] | None] = ContextVar("audit_origin", default=None)
+
+
+def current_origin() -> dict[str, str | None]:
+    """Where the events recorded now come from: the request's IP address and
+    user agent, or those `origin` set for work done later on a request's behalf."""
+    if has_request_context():
+        return {"ip": request.remote_addr, "user_agent": request.user_agent.string}
+    return _ORIGIN.get() or {"ip": None, "user_agent": None}
+
+
+@contextmanager
+def origin(ip: str | None, user_agent: str | None) -> Iterator[None]:
+    """Record events in this block as coming from `ip` and `user_agent` (the
+    outbox worker, acting for a request that has ended)."""
+    token = _ORIGIN.set({"ip": ip, "user_agent": user_agent})
+    try:
+        yield
+    finally:
+        _ORIGIN.reset(token)
 
 
 def _cut(value: str | None, size: int) -> str | None:

@@ -5,6 +5,7 @@ Each command calls the same service a page calls; none has logic of its own.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,9 +16,10 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from . import accounts, addresses, audit, mfa, mfa_support, provisioning, purge
+from . import accounts, addresses, audit, mfa, mfa_support, outbox, provisioning, purge
 from . import clients as clients_mod
 from . import keys as keys_mod
+from . import worker as worker_mod
 from .db import db, now
 from .models import AuditEvent, MfaMethod, User
 
@@ -177,7 +179,7 @@ def users_create(email: str, name: str, password_stdin: bool, activated: bool) -
         raise click.BadParameter(str(refused), param_hint="EMAIL") from None
     except (accounts.PasswordRejected, ValueError) as refused:
         raise click.ClickException(str(refused)) from None
-    state = "active" if activated else "pending activation (link emailed)"
+    state = "active" if activated else "pending activation (activation link queued)"
     click.echo(f"created {user.email} ({state}); the first sign-in sets up MFA")
 
 
@@ -202,14 +204,28 @@ def users_import(path: Path, quiet: bool) -> None:
 @click.argument("email")
 def users_resend_activation(email: str) -> None:
     """Email a new activation link to EMAIL (ignores the per-address limit)."""
-    outcome = accounts.resend_activation(_account(email).email, limited=False)
-    messages = {
-        accounts.Sent.SENT: f"activation link sent to {email}",
-        accounts.Sent.NOT_NEEDED: f"{email} is already activated; nothing sent",
-        accounts.Sent.FAILED: f"could not send the mail to {email}; see the log",
-    }
-    click.echo(messages[outcome], err=outcome is not accounts.Sent.SENT)
-    if outcome is accounts.Sent.FAILED:
+    mailed = accounts.resend_activation(_account(email).email, limited=False)
+    if mailed.outcome is accounts.Sent.NOT_NEEDED:
+        click.echo(f"{email} is already activated; nothing sent", err=True)
+        return
+    _report_mail(mailed.message_id, email, "activation link sent to", "could not send the mail to")
+
+
+def _report_mail(message_id: int | None, email: str, sent: str, failed: str) -> None:
+    """Send a queued mail now and say what the mail server answered; exit 1 when
+    it will never arrive. A server that is away for now: the worker retries."""
+    result = outbox.deliver_now(message_id) if message_id is not None else None
+    if result is not None and result.status == outbox.SENT:
+        click.echo(f"{sent} {email}")
+    elif result is not None and result.status in (outbox.PENDING, None):
+        click.echo(
+            f"not sent to {email} yet ({result.error or 'a worker is sending it'}); "
+            "it stays queued and is retried automatically",
+            err=True,
+        )
+    else:
+        reason = f" ({result.error})" if result is not None and result.error else ""
+        click.echo(f"{failed} {email}{reason}: tell them another way", err=True)
         raise SystemExit(1)
 
 
@@ -328,10 +344,30 @@ def mfa_reset(email: str, reason: str) -> None:
         f"{done.sessions_ended} session(s) ended, trusted computers forgotten; "
         "the next sign-in asks to set up a method"
     )
-    if not done.mailed:
-        click.echo(f"could not email {user.email} (see the log): tell them another way", err=True)
-        raise SystemExit(1)
-    click.echo(f"emailed {user.email}")
+    _report_mail(done.message_id, user.email, "emailed", "could not email")
+
+
+@click.command("worker")
+@click.option("--once", is_flag=True, help="Send what is due now, run the due jobs, and exit.")
+@with_appcontext
+def worker_command(once: bool) -> None:
+    """Send queued mail, SMS and logout tokens, and run the periodic jobs, until
+    SIGTERM (the messages in hand are finished first). For OUTBOX_WORKER=external."""
+    worker = worker_mod.of(current_app._get_current_object())  # type: ignore[attr-defined]
+    if once:
+        attempts = worker.run_until_idle()
+        click.echo(f"{len(attempts)} message(s) attempted")
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        click.echo(f"outbox worker: {signal.Signals(signum).name}, finishing the messages in hand")
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    click.echo(f"outbox worker {worker.id} started")
+    worker.run()
+    click.echo(f"outbox worker {worker.id} stopped")
 
 
 @click.command("purge")
@@ -348,3 +384,4 @@ def init_app(app: Flask) -> None:
     for group in (clients_cli, keys_cli, users_cli, audit_cli, mfa_cli):
         app.cli.add_command(group)
     app.cli.add_command(purge_command)
+    app.cli.add_command(worker_command)

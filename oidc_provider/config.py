@@ -150,7 +150,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ACCOUNT_MAILS_PER_HOUR", 5, "Activation/reset emails one address may be sent per hour.", int),
     Setting("LOGOUT_TOKEN_LIFETIME", 2 * MINUTE, "Seconds a back-channel logout token is valid.", int),
     Setting("BACKCHANNEL_TIMEOUT", 5, "Seconds to wait for an app's back-channel logout endpoint.", int),
-    Setting("BACKCHANNEL_RETRIES", 5, "Deliveries of a logout token before it is recorded as failed.", int),
+    Setting(
+        "BACKCHANNEL_RETRIES", 8, "Attempts to deliver a logout token before it is recorded as failed.", int
+    ),
     # keys
     Setting(
         "OIDC_KEY_ROTATION_DELAY",
@@ -182,7 +184,40 @@ SETTINGS: tuple[Setting, ...] = (
         "NL,BE,DE,FR,GB,US,CA",
         "ISO country codes whose mobile numbers may receive codes.",
     ),
-    Setting("DELIVERY_RETRIES", 3, "Attempts for each email or SMS before it is reported failed.", int),
+    Setting(
+        "DELIVERY_RETRIES",
+        8,
+        "Attempts for each email or SMS (spread by the backoff) before it fails for good.",
+        int,
+    ),
+    # the outbox: every email, SMS and logout token is queued, then sent by a worker
+    Setting(
+        "OUTBOX_WORKER",
+        "thread",
+        "thread: each server process sends the queue itself; external: `flask worker` processes do.",
+    ),
+    Setting(
+        "OUTBOX_POLL_INTERVAL",
+        5,
+        "Seconds between looks for messages other instances queued or retries due.",
+        int,
+    ),
+    Setting(
+        "OUTBOX_BACKOFF_BASE",
+        15,
+        "Seconds before the first retry; each further one doubles (with jitter).",
+        int,
+    ),
+    Setting("OUTBOX_BACKOFF_MAX", HOUR, "Longest wait in seconds between two attempts at one message.", int),
+    Setting(
+        "OUTBOX_LEASE",
+        2 * MINUTE,
+        "Seconds a worker holds a message it is sending before another may take it.",
+        int,
+    ),
+    Setting(
+        "OUTBOX_CONCURRENCY", 4, "Messages one worker sends at once (a slow server holds up one slot).", int
+    ),
     Setting(
         "MAX_CONTENT_LENGTH",
         64 * 1024,
@@ -262,6 +297,22 @@ def _secret_key(instance: Path) -> str:
     return key
 
 
+def _check_outbox(values: dict[str, Any]) -> None:
+    """The outbox settings a worker cannot run with, refused by name."""
+    if values["OUTBOX_WORKER"] not in ("thread", "external"):
+        raise ConfigError(f"OUTBOX_WORKER: expected thread or external, got {values['OUTBOX_WORKER']!r}")
+    for name in ("OUTBOX_POLL_INTERVAL", "OUTBOX_CONCURRENCY", "DELIVERY_RETRIES", "BACKCHANNEL_RETRIES"):
+        if values[name] <= 0:
+            raise ConfigError(f"{name}: must be positive, got {values[name]}")
+    # a message is held while it is sent: the lease must outlast the slowest attempt
+    slowest = max(values["MAIL_TIMEOUT"], values["SMS_GATEWAY_TIMEOUT"], values["BACKCHANNEL_TIMEOUT"])
+    if values["OUTBOX_LEASE"] < 3 * slowest:
+        raise ConfigError(
+            f"OUTBOX_LEASE: must be at least three times the longest timeout ({3 * slowest} s), "
+            f"got {values['OUTBOX_LEASE']}"
+        )
+
+
 def load(instance_path: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Return the Flask config mapping: defaults < environment < overrides."""
     overrides = dict(overrides or {})
@@ -297,6 +348,7 @@ def load(instance_path: str, overrides: dict[str, Any] | None = None) -> dict[st
     for name in ("WEB_WORKERS", "WEB_THREADS"):
         if values[name] < 1:
             raise ConfigError(f"{name}: must be at least 1, got {values[name]}")
+    _check_outbox(values)
     for name in ("AUTHORIZATION_CODE_LIFETIME", "ACCESS_TOKEN_LIFETIME", "ID_TOKEN_LIFETIME"):
         if values[name] <= 0:
             raise ConfigError(f"{name}: must be positive, got {values[name]}")

@@ -7,10 +7,12 @@ HTTP gateway. When MAIL_SERVER (or SMS_GATEWAY_URL) is empty, the local
 default, each message is written to OUTBOX_DIR and announced on the console,
 so a fresh checkout works with nothing else.
 
-A send is attempted DELIVERY_RETRIES times; a failure is logged and reported
-as `False`, never raised: callers keep what they stored (the user can ask for
-a new link or code). Attempts follow each other at once, because a browser is
-waiting; what retrying later would fix is left to the user's "send again".
+`send_mail` and `send_sms` never send: they queue the message in the outbox
+(outbox.py) and return its id; a worker renders and sends it, retrying with
+backoff (transient failures: network, 4xx SMTP replies, 5xx gateway answers)
+or giving up at once (permanent: the server refused the message or the
+recipient). A mail may also be composed by the worker (`send_composed`), so
+that a request does the same work whatever the address it was given.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from datetime import UTC
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
@@ -33,17 +36,12 @@ from urllib.parse import urlsplit
 
 from flask import current_app, render_template
 
-from .db import now
+from . import outbox
+from .db import db, now
+from .outbox import PermanentError, TransientError
 
 URL = re.compile(r"https?://[^\s<>\"']+")
-
-
-class TransientError(Exception):
-    """A failure worth another attempt (network, 4xx SMTP reply, 5xx gateway)."""
-
-
-class PermanentError(Exception):
-    """A failure no retry can fix (the server refused the message or recipient)."""
+__all__ = ["PermanentError", "TransientError", "link", "send_composed", "send_mail", "send_sms"]
 
 
 def link(endpoint: str, **values: Any) -> str:
@@ -59,19 +57,92 @@ def link(endpoint: str, **values: Any) -> str:
 # --- mail ---------------------------------------------------------------------------
 
 
-def send_mail(to: str, subject: str, template: str, **context: Any) -> bool:
-    """Send `templates/email/<template>.txt|.html` rendered with `context` to `to`.
+@dataclass(frozen=True)
+class Mail:
+    """An email to render and send: `templates/email/<template>.txt|.html` with `context`."""
 
-    Returns True when the SMTP server accepted it (or it was written to the
-    outbox), False after DELIVERY_RETRIES failed attempts (logged)."""
-    try:
-        message = build_message(to, subject, template, **context)
-    except ValueError:  # a line break in an address or subject: header injection
-        current_app.logger.error("mail %r to %r not sent: invalid header", template, to)
-        return False
+    to: str
+    subject: str
+    template: str
+    context: dict[str, Any] = field(default_factory=dict)
+    user_id: int | None = None  # whose account it concerns (kept as the message's record)
+
+
+def send_mail(
+    to: str,
+    subject: str,
+    template: str,
+    *,
+    user_id: int | None = None,
+    expires_at: datetime | None = None,
+    **context: Any,
+) -> int | None:
+    """Queue `templates/email/<template>` rendered with `context` for `to`, and
+    commit (with whatever the caller has pending). Returns the outbox id, or
+    None when no mail can be sent to that address at all (a line break in a
+    header would inject headers). `expires_at`: not worth sending after."""
+    return queue_mail(Mail(to, subject, template, context, user_id), expires_at=expires_at)
+
+
+def queue_mail(mail: Mail, *, expires_at: datetime | None = None) -> int | None:
+    """`send_mail` for a `Mail`."""
+    if _header_injection(mail):
+        current_app.logger.error("mail %r to %r not queued: a line break in a header", mail.template, mail.to)
+        return None
+    message_id = outbox.enqueue(
+        outbox.MAIL, asdict(mail), label=mail.template, user_id=mail.user_id, expires_at=expires_at
+    )
+    db.session.commit()
+    return message_id
+
+
+def _header_injection(mail: Mail) -> bool:
+    return any(c in value for value in (mail.to, mail.subject) for c in "\r\n")
+
+
+# A composer turns arguments into the mail to send, or None, in the worker:
+# it may look up accounts and write rows (tokens, the audit log); it runs once.
+Composer = Callable[..., "Mail | None"]
+_COMPOSERS: dict[str, Composer] = {}
+
+
+def composer(name: str) -> Callable[[Composer], Composer]:
+    """Register a composer for `send_composed`."""
+
+    def register(function: Composer) -> Composer:
+        _COMPOSERS[name] = function
+        return function
+
+    return register
+
+
+def send_composed(name: str, **arguments: Any) -> int:
+    """Queue a mail that the composer `name` will write in the worker from
+    `arguments` (JSON values); commit. The request's work is the same whether
+    or not a mail results: no answer time tells what the composer found."""
+    message_id = outbox.enqueue(outbox.MAIL, {"compose": name, "arguments": arguments}, label=name)
+    db.session.commit()
+    return message_id
+
+
+@outbox.preparer(outbox.MAIL)
+def _compose(payload: outbox.Payload) -> outbox.Payload | None:
+    if "compose" not in payload:
+        return payload
+    mail = _COMPOSERS[payload["compose"]](**payload["arguments"])
+    if mail is None or _header_injection(mail):
+        return None
+    return {**asdict(mail), "label": mail.template}
+
+
+@outbox.sender(outbox.MAIL)
+def _deliver_mail(payload: outbox.Payload) -> None:
+    """One attempt at a queued mail: render it now, then SMTP or the outbox folder."""
+    message = build_message(payload["to"], payload["subject"], payload["template"], **payload["context"])
     if not current_app.config["MAIL_SERVER"]:
-        return _mail_to_outbox(message)
-    return _attempt(lambda: _smtp_send(message), f"mail {template!r} to {to}")
+        _mail_to_folder(message)
+        return
+    _smtp_send(message)
 
 
 def build_message(to: str, subject: str, template: str, **context: Any) -> EmailMessage:
@@ -121,9 +192,9 @@ def _smtp_connect(cfg: dict[str, Any]) -> smtplib.SMTP:
     return smtplib.SMTP(host, port, timeout=timeout)
 
 
-def _mail_to_outbox(message: EmailMessage) -> bool:
-    path = _outbox_file("", ".eml")
-    path.write_bytes(message.as_bytes())
+def _mail_to_folder(message: EmailMessage) -> None:
+    path = _folder_file("", ".eml")
+    _write_private(path, message.as_bytes())
     body = message.get_body(("plain",))
     links = URL.findall(body.get_content() if body else "")
     current_app.logger.warning(
@@ -133,20 +204,28 @@ def _mail_to_outbox(message: EmailMessage) -> bool:
         path,
         "".join(f"\n    link: {u}" for u in links),
     )
-    return True
 
 
 # --- SMS ----------------------------------------------------------------------------
 
 
-def send_sms(to: str, text: str) -> bool:
-    """Text `text` to the E.164 number `to` through SMS_GATEWAY_URL.
+def send_sms(to: str, text: str, *, user_id: int | None = None, expires_at: datetime | None = None) -> int:
+    """Queue `text` for the E.164 number `to` and commit (with whatever the
+    caller has pending). Returns the outbox id. `expires_at`: not worth sending after."""
+    message_id = outbox.enqueue(
+        outbox.SMS, {"to": to, "text": text}, label="sms", user_id=user_id, expires_at=expires_at
+    )
+    db.session.commit()
+    return message_id
 
-    Returns True when the gateway accepted it (2xx) or it was written to the
-    outbox, False after DELIVERY_RETRIES failed attempts (logged)."""
+
+@outbox.sender(outbox.SMS)
+def _deliver_sms(payload: outbox.Payload) -> None:
+    """One attempt at a queued SMS: the gateway, or the outbox folder."""
     if not current_app.config["SMS_GATEWAY_URL"]:
-        return _sms_to_outbox(to, text)
-    return _attempt(lambda: _gateway_post(to, text), f"SMS to {to}")
+        _sms_to_folder(payload["to"], payload["text"])
+        return
+    _gateway_post(payload["to"], payload["text"])
 
 
 def _gateway_post(to: str, text: str) -> None:
@@ -169,38 +248,29 @@ def _gateway_post(to: str, text: str) -> None:
         raise TransientError(f"{type(exc).__name__}: {exc}") from exc
 
 
-def _sms_to_outbox(to: str, text: str) -> bool:
-    path = _outbox_file("sms", ".txt")
-    path.write_text(f"To: {to}\n\n{text}\n")
+def _sms_to_folder(to: str, text: str) -> None:
+    path = _folder_file("sms", ".txt")
+    _write_private(path, f"To: {to}\n\n{text}\n".encode())
     current_app.logger.warning("SMS_GATEWAY_URL is empty: SMS to %s written to %s: %s", to, path, text)
-    return True
 
 
-# --- shared -------------------------------------------------------------------------
+# --- the outbox folder (local use) -----------------------------------------------------
 
 
-def _attempt(send: Callable[[], None], what: str) -> bool:
-    """Call `send` up to DELIVERY_RETRIES times; True once it succeeds."""
-    attempts = max(1, current_app.config["DELIVERY_RETRIES"])
-    for attempt in range(1, attempts + 1):
-        try:
-            send()
-            return True
-        except PermanentError as exc:
-            current_app.logger.error("%s failed for good (attempt %d): %s", what, attempt, exc)
-            return False
-        except TransientError as exc:
-            current_app.logger.warning("%s failed (attempt %d of %d): %s", what, attempt, attempts, exc)
-    current_app.logger.error("%s not delivered after %d attempts", what, attempts)
-    return False
+def _folder_file(folder: str, suffix: str) -> Path:
+    """A new, unique file in OUTBOX_DIR[/folder], named by time so `ls` sorts it.
+    Folders it creates are 0700 (the messages hold links and codes); one that
+    exists keeps the mode its owner gave it."""
+    top = Path(current_app.config["OUTBOX_DIR"])
+    directory = top / folder
+    for path in (top, directory):
+        if not path.exists():
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return directory / f"{now():%Y%m%dT%H%M%S}-{secrets.token_hex(4)}{suffix}"
 
 
-def _outbox_file(folder: str, suffix: str) -> Path:
-    """A new, unique, empty file in OUTBOX_DIR[/folder], named by time so `ls`
-    sorts it. Folders 0700 and files 0600: messages carry links that sign in."""
-    outbox = Path(current_app.config["OUTBOX_DIR"])
-    for directory in (outbox, outbox / folder):
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = outbox / folder / f"{now():%Y%m%dT%H%M%S}-{secrets.token_hex(4)}{suffix}"
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    return path
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a new file readable by its owner only (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)

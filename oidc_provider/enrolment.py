@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, flash, redirect, render_template, request, url_for
 
-from . import audit, messages, mfa, sessions
+from . import audit, messages, mfa, outbox, sessions
 from .db import db
 from .forms import CodeForm, EnrolEmailForm, EnrolSmsForm
 from .mfa import PhoneError
@@ -165,7 +165,7 @@ def _target_form(kind: str, form: EnrolEmailForm | EnrolSmsForm, user: User) -> 
         except PhoneError as exc:
             error = str(exc)
         else:
-            flash(*messages.code_sent(method, mfa.send_code(method, "enrol")))
+            send_code(method)
             return redirect(url_for("enrol.confirm", method_id=method.id, next=going_on()))
     status = 200 if request.method == "GET" else 422
     return render_template(
@@ -203,7 +203,15 @@ def confirm(method_id: int) -> Response | str:
     method = mfa.find(user, method_id)
     if method is None or method.kind == "totp" or method.confirmed_at is not None:
         return redirect(url_for("enrol.choose", next=going_on()))
-    return _confirm_page(user, mode, method, "mfa/confirm.html", valid_for=mfa.code_lifetime())
+    progress = messages.code_progress(method, sessions.code_message(method.id))
+    return _confirm_page(
+        user,
+        mode,
+        method,
+        "mfa/confirm.html",
+        valid_for=mfa.code_lifetime(),
+        not_sent=messages.code_not_sent(method) if progress is outbox.Progress.NOT_SENT else None,
+    )
 
 
 @bp.post("/<int:method_id>/resend")
@@ -212,8 +220,15 @@ def resend(method_id: int) -> Response:
     method = mfa.find(user, method_id)
     if method is None or method.kind == "totp" or method.confirmed_at is not None:
         return redirect(url_for("enrol.choose", next=going_on()))
-    flash(*messages.code_sent(method, mfa.send_code(method, "enrol")))
+    send_code(method)
     return redirect(url_for("enrol.confirm", method_id=method.id, next=going_on()))
+
+
+def send_code(method: MfaMethod) -> None:
+    """Queue the enrolment code, remember its message for the confirm page, and say so."""
+    result = mfa.send_code(method, "enrol")
+    sessions.remember_code_message(method.id, result.message_id)
+    flash(*messages.code_sent(method, result))
 
 
 def init_app(app: Flask) -> None:

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from flask import Blueprint, Flask, Response, current_app, flash, redirect, render_template, request, url_for
 
-from . import audit, devices, interaction, messages, mfa, sessions, signin, transactions
+from . import audit, devices, interaction, messages, mfa, outbox, sessions, signin, transactions
 from .clients import query_client
 from .db import db, now
 from .forms import CodeForm, LoginForm
@@ -216,6 +216,7 @@ def second_factor() -> Response | str:
         cancel=pending.next_url or url_for("portal.home"),
         code_sent=_code_sent(method),
         locked=standing.locked,
+        not_sent=_not_sent(method),
     ), status
 
 
@@ -223,6 +224,14 @@ def _code_sent(method: MfaMethod) -> bool:
     """An emailed or texted code is on its way and still valid."""
     sent = method.code_sent_at
     return sent is not None and now() - sent < timedelta(seconds=current_app.config["OTP_DELIVERY_STEP"])
+
+
+def _not_sent(method: MfaMethod) -> str | None:
+    """Why the code this browser asked for is not coming (it failed), or None."""
+    if method.kind == "totp" or not _code_sent(method):
+        return None
+    progress = messages.code_progress(method, sessions.code_message(method.id))
+    return messages.code_not_sent(method) if progress is outbox.Progress.NOT_SENT else None
 
 
 @bp.post("/login/code/send")
@@ -235,7 +244,9 @@ def send_code() -> Response:
     if method is None or method.kind == "totp":
         return redirect(url_for("login.second_factor"))
     if not signin.standing(user).locked:  # a code could not be used before the lockout ends: none is sent
-        flash(*messages.code_sent(method, mfa.send_code(method, "signin")))
+        result = mfa.send_code(method, "signin")
+        sessions.remember_code_message(method.id, result.message_id)
+        flash(*messages.code_sent(method, result))
     return redirect(url_for("login.second_factor", method=method.id))
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from . import delivery
+from . import delivery, outbox
 from .mfa import Outcome, SendOutcome, SendResult, VerifyResult, mask
 from .models import MfaMethod, User
 
@@ -45,7 +45,10 @@ def code_sent(method: MfaMethod, result: SendResult) -> tuple[str, str]:
     """What to tell the user after asking for a code: (message, flash category)."""
     wait = _wait(result.seconds_left)
     return {
-        SendOutcome.SENT: (f"We sent a code to {mask(method)}. It can take a minute to arrive.", "success"),
+        SendOutcome.SENT: (
+            f"We're sending a code to {mask(method)}; it usually arrives within a minute.",
+            "success",
+        ),
         SendOutcome.COOLDOWN: (f"A code was sent moments ago. You can ask for a new one in {wait}.", "info"),
         SendOutcome.HOURLY_LIMIT: (
             f"Too many codes were sent. You can ask for a new one in {wait}.",
@@ -53,6 +56,16 @@ def code_sent(method: MfaMethod, result: SendResult) -> tuple[str, str]:
         ),
         SendOutcome.FAILED: ("We could not send the code right now. Please try again in a moment.", "error"),
     }[result.outcome]
+
+
+def code_progress(method: MfaMethod, message_id: int | None) -> outbox.Progress:
+    """How the code last asked for on this page (`message_id`) is doing."""
+    return outbox.progress(message_id, outbox.SMS if method.kind == "sms" else outbox.MAIL)
+
+
+def code_not_sent(method: MfaMethod) -> str:
+    """The code (or its last attempt) failed: say so, and what to do."""
+    return f"We could not send the code to {mask(method)}; try again, or use another method."
 
 
 # --- changes to the sign-in methods ----------------------------------------------------
@@ -100,25 +113,29 @@ def method_removed(old: str) -> Change:
     return Change(f"A sign-in method ({old}) was removed", f"Removed: {old}.")
 
 
-def mfa_changed(user: User, change: str) -> bool:
-    """Email the account address about a change to its sign-in methods (SPEC 8)."""
+def mfa_changed(user: User, change: str) -> int | None:
+    """Email the account address about a change to its sign-in methods (SPEC 8).
+    The outbox id, or None when it could not be queued."""
     return delivery.send_mail(
         user.email,
         f"Your {current_app.config['PORTAL_NAME']} sign-in methods changed",
         "mfa_changed",
+        user_id=user.id,
         name=user.name,
         change=change,
         forgot_link=delivery.link("account.forgot_password"),
     )
 
 
-def mfa_reset(user: User) -> bool:
+def mfa_reset(user: User) -> int | None:
     """Email the account address that support removed every method (SPEC 9):
-    the next sign-in asks to set one up again."""
+    the next sign-in asks to set one up again. The outbox id, or None when it
+    could not be queued."""
     return delivery.send_mail(
         user.email,
         f"Your {current_app.config['PORTAL_NAME']} sign-in methods were reset",
         "mfa_reset",
+        user_id=user.id,
         name=user.name,
         login_link=delivery.link("login.password"),
         forgot_link=delivery.link("account.forgot_password"),

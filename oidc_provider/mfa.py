@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from urllib.parse import urlsplit
 
@@ -100,13 +100,14 @@ class SendOutcome(StrEnum):
     SENT = "sent"
     COOLDOWN = "cooldown"  # too soon after the last code (OTP_RESEND_COOLDOWN)
     HOURLY_LIMIT = "hourly_limit"  # OTP_SENDS_PER_HOUR reached
-    FAILED = "failed"  # the mail server or SMS gateway did not take it; nothing changed
+    FAILED = "failed"  # it could not be queued (no mail can go to the address); nothing changed
 
 
 @dataclass(frozen=True)
 class SendResult:
     outcome: SendOutcome
     seconds_left: int = 0  # cooldown / hourly_limit: when a code can be sent again
+    message_id: int | None = None  # sent: the outbox message carrying the code (outbox.progress)
 
     @property
     def sent(self) -> bool:
@@ -378,13 +379,14 @@ def send_code(method: MfaMethod, purpose: str = "signin") -> SendResult:
     renew = _code_spent(method)
     secret = _new_secret() if renew else _secret(method)
     code = pyotp.HOTP(secret, digits=DIGITS).at(_timecode(method))
-    if not _deliver(method, code, purpose):
-        return SendResult(SendOutcome.FAILED)
     if renew:  # a new secret has no time step accepted yet
         method.secret, method.last_timecode = _encrypt(secret), None
     _count_send(method, purpose)
-    db.session.commit()
-    return SendResult(SendOutcome.SENT)
+    message_id = _deliver(method, code, purpose)  # queued and committed with the changes above
+    if message_id is None:
+        db.session.rollback()
+        return SendResult(SendOutcome.FAILED)
+    return SendResult(SendOutcome.SENT, message_id=message_id)
 
 
 def _send_refusal(method: MfaMethod, purpose: str) -> SendResult | None:
@@ -432,15 +434,24 @@ def _count_send(method: MfaMethod, purpose: str) -> None:
     method.attempts = 0
 
 
-def _deliver(method: MfaMethod, code: str, purpose: str) -> bool:
+def _deliver(method: MfaMethod, code: str, purpose: str) -> int | None:
+    """Queue the code (a code that has expired by the time it could go out is not sent)."""
     cfg = current_app.config
     valid_for = code_lifetime()
+    expires_at = now() + timedelta(seconds=cfg["OTP_DELIVERY_STEP"])
     assert method.target is not None
     if method.kind == "sms":
-        return delivery.send_sms(method.target, _sms_text(code, PURPOSES[purpose], valid_for))
-    subject = f"Your {cfg['PORTAL_NAME']} code"
+        text = _sms_text(code, PURPOSES[purpose], valid_for)
+        return delivery.send_sms(method.target, text, user_id=method.user_id, expires_at=expires_at)
     return delivery.send_mail(
-        method.target, subject, "mfa_code", code=code, action=PURPOSES[purpose], valid_for=valid_for
+        method.target,
+        f"Your {cfg['PORTAL_NAME']} code",
+        "mfa_code",
+        user_id=method.user_id,
+        expires_at=expires_at,
+        code=code,
+        action=PURPOSES[purpose],
+        valid_for=valid_for,
     )
 
 

@@ -2,8 +2,9 @@
 
 For a person who lost every method: all their methods go, they are signed
 out everywhere (sessions, trusted computers, tokens: `accounts.end_access`),
-the audit log keeps support's reason, and the account address is told that
-the next sign-in will ask to set up a method again (the enrolment gate).
+the audit log keeps support's reason, and the account address is emailed
+(queued in the outbox) that the next sign-in will ask to set up a method
+again (the enrolment gate).
 
 Layer 2, above `accounts`, `mfa` and `messages` (none of which imports this).
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import accounts, audit, messages, mfa
-from .db import db
 from .models import User
 
 REASON_MAX = 500  # as `users disable --reason`
@@ -25,7 +25,7 @@ class ResetReport:
 
     methods_removed: int  # confirmed and pending
     sessions_ended: int
-    mailed: bool  # the account address was told; False: tell them another way
+    message_id: int | None  # the email telling the account address; None: tell them another way
 
 
 def support_reset(user: User, reason: str) -> ResetReport:
@@ -40,8 +40,4 @@ def support_reset(user: User, reason: str) -> ResetReport:
         "mfa_reset", user=user, reason=reason, methods_removed=removed, sessions_ended=sessions_ended
     )
     mfa.reset_all(user)  # commits the audit record with the deletion
-    mailed = messages.mfa_reset(user)
-    if not mailed:
-        audit.record("mail_failed", user=user, outcome="failed", template="mfa_reset")
-        db.session.commit()
-    return ResetReport(removed, sessions_ended, mailed)
+    return ResetReport(removed, sessions_ended, messages.mfa_reset(user))

@@ -322,20 +322,43 @@ class AuditEvent(db.Model):
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
-class LogoutDelivery(db.Model):
-    """A back-channel logout token on its way to an RP, retried until delivered."""
+class OutboxMessage(db.Model):
+    """An email, SMS or back-channel logout token on its way (outbox.py): sent
+    by a worker, retried with backoff until sent or failed for good. The
+    payload (addresses, links, codes, the logout claims) is encrypted, and
+    erased once the message is sent or has failed; the rest stays as its record."""
 
+    __table_args__ = (
+        Index("ix_outbox_message_due", "status", "next_attempt_at"),
+        Index("ix_outbox_message_kind_attempted", "kind", "last_attempt_at"),
+        {"sqlite_autoincrement": True},  # an id is never given again: pages hold them
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
-    client_id: Mapped[str] = mapped_column(String(100))
-    uri: Mapped[str] = mapped_column(Text)
-    logout_token: Mapped[str] = mapped_column(Text)
-    sid: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(default=now)
+    kind: Mapped[str] = mapped_column(String(30))  # mail, sms, backchannel_logout
+    label: Mapped[str] = mapped_column(String(100), default="")  # the template or app: no personal data
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending, sent, failed
+    payload: Mapped[str | None] = mapped_column(Text)  # encrypted JSON (crypto.py); None once settled
     attempts: Mapped[int] = mapped_column(default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(default=now, index=True)
-    claimed_until: Mapped[datetime | None]
-    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=now)
+    expires_at: Mapped[datetime | None]  # not worth sending after this (an emailed code has expired)
+    claimed_until: Mapped[datetime | None]  # the lease of the worker sending it
+    claimed_by: Mapped[str | None] = mapped_column(String(32))
+    last_attempt_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
     failed_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))  # of the last attempt; cleared once sent
+
+
+class ScheduledJob(db.Model):
+    """When a periodic job of the worker (worker.py) runs next, and which worker
+    holds it while it runs: one run per interval across every instance."""
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    next_run_at: Mapped[datetime] = mapped_column(default=now)
+    claimed_until: Mapped[datetime | None]
+    last_run_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(String(500))
 
 

@@ -16,7 +16,7 @@ expired):
 - lockout counters of addresses without an account, not locked and not tried
   for PURGE_GRACE;
 - emailed-link tokens expired more than PURGE_GRACE ago, used or not;
-- back-channel logout deliveries delivered or failed more than MESSAGE_RETENTION ago;
+- outgoing messages (the outbox) sent or failed more than MESSAGE_RETENTION ago;
 - audit events older than AUDIT_RETENTION.
 
 Rows go in small batches, each its own transaction, so no lock is held for
@@ -42,7 +42,7 @@ from .models import (
     AuthorizationCode,
     LoginThrottle,
     LoginTransaction,
-    LogoutDelivery,
+    OutboxMessage,
     SsoSession,
     Token,
     TrustedComputer,
@@ -104,9 +104,9 @@ def _rules(at: datetime) -> dict[str, tuple[Any, Any]]:
             ),
         ),
         "account_token": (AccountToken, AccountToken.expires_at <= grace),
-        "logout_delivery": (
-            LogoutDelivery,
-            or_(LogoutDelivery.delivered_at <= messages, LogoutDelivery.failed_at <= messages),
+        "outbox_message": (
+            OutboxMessage,
+            or_(OutboxMessage.sent_at <= messages, OutboxMessage.failed_at <= messages),
         ),
         "audit_event": (AuditEvent, AuditEvent.at <= at - _seconds("AUDIT_RETENTION")),
     }

@@ -239,6 +239,24 @@ def drop_pending() -> bool:
     return token is not None
 
 
+# -- codes on their way -------------------------------------------------------------
+
+CODE_MESSAGES_KEY = "code_messages"  # method id → outbox id of the code this browser asked for last
+
+
+def remember_code_message(method_id: int, message_id: int | None) -> None:
+    """This browser asked for a code for `method_id`, carried by `message_id`,
+    so its pages can tell how that message is doing."""
+    if message_id is not None:
+        session[CODE_MESSAGES_KEY] = {**session.get(CODE_MESSAGES_KEY, {}), str(method_id): message_id}
+
+
+def code_message(method_id: int) -> int | None:
+    """The outbox id of the code this browser last asked for `method_id`."""
+    value = session.get(CODE_MESSAGES_KEY, {}).get(str(method_id))
+    return value if isinstance(value, int) else None
+
+
 # -- trusted computer ---------------------------------------------------------------
 
 

@@ -119,9 +119,18 @@ def clock() -> Clock:
     return Clock()
 
 
+def deliver(app) -> list:
+    """Run the app's outbox worker in this thread until no message is due (what
+    the worker thread of a serving process does by itself): the mail and SMS
+    a request queued are then at the SMTP server, the gateway or the folder."""
+    return app.extensions["outbox_worker"].run_until_idle()
+
+
 @pytest.fixture
-def make_app(tmp_path, clock):
-    """Build an app; extra settings override the defaults."""
+def make_app(tmp_path, clock, request):
+    """Build an app; extra settings override the defaults. Its queued messages
+    are sent when a test reads the `smtp_server` fixture's inbox (`deliver`);
+    OUTBOX_WORKER=thread gives it the worker thread of a serving process."""
     made = []
 
     def _make(clients: list[dict] | None = None, **settings):
@@ -138,17 +147,20 @@ def make_app(tmp_path, clock):
             "CLOCK": clock,
             "WTF_CSRF_ENABLED": False,
             "RATELIMIT_ENABLED": True,
+            "OUTBOX_WORKER": "external",  # tests send the queue by calling `deliver`
             **settings,
         }
         app = create_app(config)
         with app.app_context():
             db.create_all()
         made.append(app)
+        if "smtp_server" in request.fixturenames:
+            request.getfixturevalue("smtp_server").before_reading.append(lambda: deliver(app))
         return app
 
     yield _make
     for app in made:
-        app.extensions["logout_dispatcher"].stop()
+        app.extensions["outbox_worker"].stop()
         with app.app_context():
             db.session.remove()
             db.engine.dispose()

@@ -7,6 +7,7 @@ import email
 import email.policy
 import re
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email.message import EmailMessage
@@ -17,27 +18,58 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 USERNAME, PASSWORD = "portal", "smtp-test-password"
 REFUSED_DOMAIN = "@refused.test"  # the server answers 550 for these recipients
+REFUSED_PREFIX = "refused-"  # and for these (addresses a form accepts: refused-ann@example.com)
 LINK = re.compile(r"https?://[^\s<>\"']+")
 
 
-class Inbox:
-    """What the server received: one `EmailMessage` per message, in order."""
+class Handler:
+    """The aiosmtpd handler: what the server answers, and where messages go.
+    (Apart from `Inbox`, whose reading sends queued mail: aiosmtpd inspects
+    its handler's attributes on every connection.)"""
 
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.logins: list[str] = []
-        self.port = 0
+    def __init__(self, inbox: Inbox) -> None:
+        self.inbox = inbox
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:  # aiosmtpd hook
-        if address.endswith(REFUSED_DOMAIN):
+        if address.endswith(REFUSED_DOMAIN) or address.startswith(REFUSED_PREFIX):
             return "550 5.1.1 No such mailbox"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:  # aiosmtpd hook
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.messages.append(message)
+        with self.inbox.arrived:
+            self.inbox.received.append(message)
+            self.inbox.arrived.notify_all()
         return "250 Message accepted for delivery"
+
+
+class Inbox:
+    """What the server received: one `EmailMessage` per message, in order.
+
+    Reading `messages`, `to` or `last` first calls `before_reading` (the apps'
+    outbox workers send what is due, conftest.deliver); `received` is what
+    arrived so far, without sending anything."""
+
+    def __init__(self) -> None:
+        self.received: list[EmailMessage] = []
+        self.logins: list[str] = []
+        self.port = 0
+        self.before_reading: list = []
+        self.arrived = threading.Condition()
+
+    def wait_for(self, count: int, timeout: float = 10) -> list[EmailMessage]:
+        """What arrived, once `count` messages have (or `timeout` seconds passed):
+        for mail another thread or process sends."""
+        with self.arrived:
+            self.arrived.wait_for(lambda: len(self.received) >= count, timeout)
+            return list(self.received)
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        for deliver in self.before_reading:
+            deliver()
+        return self.received
 
     def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
@@ -85,7 +117,7 @@ def serving() -> Iterator[Inbox]:
     inbox = Inbox()
     inbox.port = free_port()
     controller = Controller(
-        inbox,
+        Handler(inbox),
         hostname="127.0.0.1",
         port=inbox.port,
         authenticator=inbox.authenticate,

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from conftest import deliver
 
 from oidc_provider import config
 
@@ -68,6 +69,7 @@ def test_the_database_outbox_and_secret_key_are_readable_by_the_provider_only(ma
     client = app.test_client()
     data = {"name": "Ann", "email": "ann@example.com", "password": "a long enough passphrase"}
     assert client.post("/register", data={**data, "confirm": data["password"]}).status_code == 303
+    deliver(app)  # the outbox worker writes the activation mail to the folder
     database = instance / "portal.sqlite3"
     files = [database, Path(f"{database}-wal"), Path(f"{database}-shm"), instance / "secret_key"]
     files += list((instance / "outbox").glob("*.eml"))

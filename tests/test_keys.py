@@ -90,7 +90,7 @@ def test_create_app_does_no_database_work(tmp_path, clock):
     """`flask db upgrade` builds the app first: a database that cannot even be
     opened (its folder does not exist) must not stop it."""
     app = create_app(settings(tmp_path, clock, DATABASE_URL=f"sqlite:///{tmp_path}/absent/portal.sqlite3"))
-    app.extensions["logout_dispatcher"].stop()
+    app.extensions["outbox_worker"].stop()
     assert not (tmp_path / "absent").exists()
 
 
@@ -222,14 +222,14 @@ def test_missing_algs_reports_without_generating(app, tmp_path, clock):
         keys.ring().refresh()
         assert keys.missing_algs() == []
     unmigrated = create_app(settings(tmp_path, clock, DATABASE_URL=f"sqlite:///{tmp_path / 'empty.sqlite3'}"))
-    unmigrated.extensions["logout_dispatcher"].stop()
+    unmigrated.extensions["outbox_worker"].stop()
     with unmigrated.app_context():
         assert keys.missing_algs() == ["RS256", "ES256"]
 
 
 def test_keys_ensure_on_a_database_without_the_table_says_what_to_run(tmp_path, clock):
     app = create_app(settings(tmp_path, clock))  # no create_all, no migration
-    app.extensions["logout_dispatcher"].stop()
+    app.extensions["outbox_worker"].stop()
     result = app.test_cli_runner().invoke(args=["keys", "ensure"])
     assert result.exit_code == 1
     assert "no signing_key table" in result.output
@@ -382,7 +382,7 @@ def _start(config, barrier, results) -> None:
     """One provider process: built, then released with the others to serve its JWKS."""
     try:
         app = create_app(config)
-        app.extensions["logout_dispatcher"].stop()
+        app.extensions["outbox_worker"].stop()
         barrier.wait(timeout=60)
         with app.app_context():
             results.put((keys.ring().jwks_body().decode(), keys.signing_key("RS256").kid))

@@ -2,28 +2,33 @@
 the conformance suite's logout plans and a real app's receiver see them."""
 
 import threading
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import jwt as pyjwt
 import pytest
-from conftest import SECRETS
+from conftest import SECRETS, deliver
 from conftest import test_clients as default_clients
 from rp import RP, forms, make_user, query
 
 from oidc_provider import audit
 from oidc_provider.db import db
 from oidc_provider.logout import EVENT
-from oidc_provider.models import LogoutDelivery, SsoSession, Token, TrustedComputer
+from oidc_provider.models import OutboxMessage, SsoSession, Token, TrustedComputer
 
 STATE = '90-chars "#%&=?/\\ state ' + "x" * 66
 
 
 class Receiver:
-    """An app's back-channel logout endpoint on a loopback port."""
+    """An app's back-channel logout endpoint on a loopback port. `tokens`: the
+    logout tokens it accepted; `posts`: every one it was sent (path, token,
+    answer, and the test clock's time then, when `clock` is set)."""
 
     def __init__(self) -> None:
         self.tokens: list[tuple[str, str]] = []  # (path, logout_token)
+        self.posts: list[tuple[str, str, int, object]] = []
+        self.clock = None
         self.fail_first: dict[str, int] = {}
         self.hold = threading.Event()
         self.hold.set()
@@ -34,11 +39,15 @@ class Receiver:
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"])).decode()
                 receiver.hold.wait(10)
+                token = parse_qs(body)["logout_token"][0]
+                at = receiver.clock.now if receiver.clock else None
                 if receiver.fail_first.get(self.path, 0) > 0:
                     receiver.fail_first[self.path] -= 1
+                    receiver.posts.append((self.path, token, 503, at))
                     self.send_response(503)
                     self.end_headers()
                     return
+                receiver.posts.append((self.path, token, 200, at))
                 with receiver.got:
                     receiver.tokens.append((self.path, parse_qs(body)["logout_token"][0]))
                     receiver.got.notify_all()
@@ -70,13 +79,18 @@ def receiver():
     r.server.server_close()
 
 
-@pytest.fixture
-def logout_app(make_app, receiver):
+def receiving_clients(receiver) -> list[dict]:
+    """The test apps, with "client" and "client2" told of logouts at `receiver`."""
     clients = default_clients()
     for c in clients:
         if c["client_id"] in ("client", "client2"):
             c["backchannel_logout_uri"] = receiver.url(f"/{c['client_id']}/backchannel")
-    return make_app(clients=clients)
+    return clients
+
+
+@pytest.fixture
+def logout_app(make_app, receiver):
+    return make_app(clients=receiving_clients(receiver))
 
 
 @pytest.fixture
@@ -127,6 +141,7 @@ def test_logout_from_one_app_signs_out_of_every_app(logout_app, lrp, receiver, c
     assert response.location.startswith("https://rp.example.test/post_logout_redirect?")
     assert query(response.location) == {"state": STATE}
 
+    deliver(logout_app)
     got = dict(receiver.wait_for(2))
     assert set(got) == {"/client/backchannel", "/client2/backchannel"}
     for path, audience in (("/client/backchannel", "client"), ("/client2/backchannel", "client2")):
@@ -152,8 +167,14 @@ def test_logout_removes_the_trusted_computer(logout_app, lrp):
         assert db.session.query(TrustedComputer).count() == 0
 
 
-def test_a_slow_app_does_not_hold_the_logout_and_a_failing_one_is_retried(logout_app, lrp, receiver, clock):
+def test_a_slow_app_does_not_hold_the_logout_and_a_failing_one_is_retried(make_app, receiver, clock):
+    """With the worker thread of a serving process: it posts while the apps
+    hold their answers, and the logout page does not wait for them."""
+    app = make_app(clients=receiving_clients(receiver), OUTBOX_WORKER="thread")
+    lrp = RP(app, app.test_client(), clock, make_user(app))
+    clock.advance(seconds=30)
     _, second = sign_in_two_apps(lrp)
+    assert app.extensions["outbox_worker"].running  # started by the first request
     receiver.hold.clear()  # the apps do not answer yet
     receiver.fail_first["/client/backchannel"] = 1
     response = lrp.browser.get("/logout", query_string={"id_token_hint": second["id_token"]})
@@ -161,14 +182,16 @@ def test_a_slow_app_does_not_hold_the_logout_and_a_failing_one_is_retried(logout
     assert receiver.tokens == []
     receiver.hold.set()
     assert [p for p, _ in receiver.wait_for(1)] == ["/client2/backchannel"]
-    dispatcher = logout_app.extensions["logout_dispatcher"]
-    assert dispatcher.wait_idle(10)
-    with logout_app.app_context():
-        failed = db.session.query(LogoutDelivery).filter_by(client_id="client").one()
-        assert failed.attempts == 1 and failed.delivered_at is None and failed.last_error
-    clock.advance(seconds=10)
-    dispatcher.wake()
+    app.extensions["outbox_worker"].stop()  # finishes the attempts in hand
+    with app.app_context():
+        [failed] = db.session.scalars(db.select(OutboxMessage).filter_by(label="client")).all()
+        assert failed.attempts == 1 and failed.status == "pending" and "503" in failed.last_error
+    clock.advance(seconds=app.config["OUTBOX_BACKOFF_BASE"])
+    deliver(app)
     assert sorted(p for p, _ in receiver.wait_for(2)) == ["/client/backchannel", "/client2/backchannel"]
+    with app.app_context():
+        failed = db.session.get(OutboxMessage, failed.id)
+        assert (failed.status, failed.attempts, failed.last_error, failed.payload) == ("sent", 2, None, None)
 
 
 def test_oidcc_rp_initiated_logout_bad_post_logout_redirect_uri(lrp):
@@ -314,6 +337,7 @@ def test_my_details_ends_another_session(logout_app, lrp, receiver, clock):
         other_id = other_sid.id
     response = lrp.browser.post(f"/account/sessions/{other_id}/end")
     assert response.status_code == 303
+    deliver(logout_app)
     assert [p for p, _ in receiver.wait_for(1)] == ["/client/backchannel"]
     assert query(other_rp.authorize(prompt="none").location)["error"] == "login_required"
     assert urlsplit(lrp.authorize(prompt="none").location).path == "/callback"
@@ -363,6 +387,7 @@ def test_logout_after_the_session_went_idle_still_tells_the_apps(logout_app, lrp
         },
     )
     assert query(response.location) == {"state": "late"}
+    deliver(logout_app)
     assert sorted(p for p, _ in receiver.wait_for(2)) == ["/client/backchannel", "/client2/backchannel"]
 
 
@@ -405,7 +430,7 @@ def test_front_channel_logout_loads_each_apps_logout_page(make_app, clock):
 
 def deliveries(app) -> int:
     with app.app_context():
-        return db.session.query(LogoutDelivery).count()
+        return db.session.query(OutboxMessage).filter_by(kind="backchannel_logout").count()
 
 
 def test_a_bare_expired_id_token_from_another_browser_asks_and_ends_nothing(logout_app, lrp, clock):
@@ -500,6 +525,7 @@ def test_signing_in_as_someone_else_in_this_browser_signs_the_first_person_out_p
     assert urlsplit(response.location).path == "/login/code"
     lrp.browser.post("/login/code", data={"code": faith.totp.at(clock.now)})
 
+    deliver(logout_app)
     [(where, token)] = receiver.wait_for(1)
     assert where == "/client/backchannel"
     claims = verify_logout_token(logout_app, token, "client")
@@ -535,3 +561,46 @@ def test_after_saying_yes_the_page_links_back_to_the_app_with_its_state(logout_a
     assert 'href="https://rp.example.test/post_logout_redirect?state=back"' in page
     assert query(phone.authorize(prompt="none").location)["error"] == "login_required"
     assert lrp.code_from(lrp.authorize(prompt="none"))  # the laptop's session is the laptop's
+
+
+def test_a_retry_after_the_token_lifetime_carries_a_fresh_valid_token(logout_app, lrp, receiver, clock):
+    """Reliability 5d / Back-Channel Logout 1.0 2.4: each attempt mints its own
+    token (new iat, exp, jti), so one sent minutes after the logout is valid
+    when the app receives it."""
+    receiver.clock = clock
+    tokens = lrp.tokens()
+    receiver.fail_first["/client/backchannel"] = 2
+    lrp.browser.get("/logout", query_string={"id_token_hint": tokens["id_token"]})
+    lifetime = logout_app.config["LOGOUT_TOKEN_LIFETIME"]
+    for _ in range(3):
+        deliver(logout_app)
+        clock.advance(seconds=max(lifetime + 1, logout_app.config["OUTBOX_BACKOFF_MAX"]))
+    posts = [
+        (token, status, at) for path, token, status, at in receiver.posts if path == "/client/backchannel"
+    ]
+    assert [status for _, status, _ in posts] == [503, 503, 200]
+    claims = [verify_logout_token(logout_app, token, "client") for token, _, _ in posts]
+    for claim, (_, _, at) in zip(claims, posts, strict=True):
+        posted = int(at.timestamp())
+        assert claim["iat"] == posted and claim["exp"] == posted + lifetime  # valid when posted
+    assert posts[-1][2] - posts[0][2] > timedelta(seconds=lifetime)  # the last came after the first expired
+    assert len({c["jti"] for c in claims}) == 3
+    assert {c["sid"] for c in claims} == {lrp.id_token(tokens["id_token"])["sid"]}
+
+
+def test_logouts_queued_by_an_instance_whose_worker_stopped_are_sent_by_another(make_app, receiver, clock):
+    """Reliability 5d-2: the queue is in the database; any instance's worker
+    thread finds it at its next look (OUTBOX_POLL_INTERVAL), with no logout of
+    its own to wake it."""
+    first = make_app(clients=receiving_clients(receiver), OUTBOX_WORKER="thread")
+    lrp = RP(first, first.test_client(), clock, make_user(first))
+    clock.advance(seconds=30)
+    tokens = lrp.tokens()
+    first.extensions["outbox_worker"].stop()  # this instance's worker is gone
+    lrp.browser.get("/logout", query_string={"id_token_hint": tokens["id_token"]})
+    assert receiver.tokens == []
+    second = make_app(clients=receiving_clients(receiver), OUTBOX_WORKER="thread", OUTBOX_POLL_INTERVAL=1)
+    assert second.config["DATABASE_URL"] == first.config["DATABASE_URL"]
+    second.test_client().get("/.well-known/openid-configuration")  # its first request starts its worker
+    assert [p for p, _ in receiver.wait_for(1)] == ["/client/backchannel"]
+    second.extensions["outbox_worker"].stop()

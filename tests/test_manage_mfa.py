@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import pyotp
 import pytest
+from conftest import deliver
 from mailserver import text_of
 from rp import RP, make_user, query
 from rp import TestUser as Person  # not collected as a test class
@@ -51,6 +52,7 @@ class Devices:
     def received(self, target: str) -> list[str]:
         """The texts of the messages sent to an address or number, oldest first."""
         if target.startswith("+"):
+            deliver(self.app)  # the outbox worker writes the SMS there
             files = sorted(Path(self.app.config["OUTBOX_DIR"], "sms").glob("*.txt"))
             return [t for t in (f.read_text() for f in files) if t.startswith(f"To: {target}\n")]
         return [text_of(m) for m in self.inbox.to(target)]
@@ -393,8 +395,8 @@ def test_signing_in_with_an_email_or_sms_code(app, rp, devices, clock, kind):
     response = rp.browser.post("/login/code/send", data={"method": chosen})
     assert query(response.location) == {"method": chosen}
     code_page = page(rp.browser, response.location)
-    assert f"We sent a code to {MASKED[target]}" in code_page
-    assert f"Enter the 6-digit code we sent to <strong>{MASKED[target]}</strong>" in code_page
+    assert f"We're sending a code to {MASKED[target]}; it usually arrives within a minute." in code_page
+    assert f"Enter the 6-digit code we're sending to <strong>{MASKED[target]}</strong>" in code_page
     assert len(devices.received(target)) == sent_before + 1
 
     clock.advance(seconds=10)
@@ -425,7 +427,7 @@ def test_after_adding_email_codes_the_next_sign_in_gets_an_email_code_at_once(ap
     rp.browser.post("/login", data={"email": rp.user.email, "password": rp.user.password})
     chosen = str(method_id(app, rp.user, "email"))
     response = rp.browser.post("/login/code/send", data={"method": chosen})
-    assert f"We sent a code to {MASKED[target]}" in page(rp.browser, response.location)
+    assert f"We're sending a code to {MASKED[target]}" in page(rp.browser, response.location)
     assert len(devices.received(target)) == 2  # the enrolment code, then this one
     response = rp.browser.post("/login/code", data={"method": chosen, "code": devices.code(target)})
     assert response.status_code == 302
@@ -433,7 +435,7 @@ def test_after_adding_email_codes_the_next_sign_in_gets_an_email_code_at_once(ap
     rp.browser.post("/logout", data={"confirm": "1"})
     rp.browser.post("/login", data={"email": rp.user.email, "password": rp.user.password})
     response = rp.browser.post("/login/code/send", data={"method": chosen})  # that code is used too
-    assert f"We sent a code to {MASKED[target]}" in page(rp.browser, response.location)
+    assert f"We're sending a code to {MASKED[target]}" in page(rp.browser, response.location)
     response = rp.browser.post("/login/code/send", data={"method": chosen})  # this one is not
     assert "You can ask for a new one in 30 seconds" in page(rp.browser, response.location)
     assert len(devices.received(target)) == 3

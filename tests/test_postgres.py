@@ -7,7 +7,7 @@ from rp import RP, make_user, query
 from sqlalchemy import inspect
 
 from oidc_provider.db import db
-from oidc_provider.models import LogoutDelivery, Token
+from oidc_provider.models import OutboxMessage, Token
 
 
 @pytest.fixture
@@ -57,4 +57,5 @@ def test_logout_queues_back_channel_deliveries_on_postgresql(pg_rp):
     )
     assert query(response.location) == {"state": "pg"}
     with pg_rp.app.app_context():
-        assert db.session.query(LogoutDelivery).filter_by(client_id="client").count() == 1
+        [queued] = db.session.scalars(db.select(OutboxMessage).filter_by(kind="backchannel_logout")).all()
+        assert (queued.label, queued.status) == ("client", "pending")

@@ -16,7 +16,7 @@ from oidc_provider.models import (
     AuthorizationCode,
     LoginThrottle,
     LoginTransaction,
-    LogoutDelivery,
+    OutboxMessage,
     SsoSession,
     Token,
     UsedJti,
@@ -39,7 +39,7 @@ TABLES = {
     "used_jti": UsedJti,
     "login_throttle": LoginThrottle,
     "account_token": AccountToken,
-    "logout_delivery": LogoutDelivery,
+    "outbox_message": OutboxMessage,
     "audit_event": AuditEvent,
 }
 
@@ -72,7 +72,7 @@ def _park(app) -> str:
 
 def _links_jtis_deliveries(app, user_id: int) -> None:
     """An emailed link used, one unused (both expire in an hour), a client
-    assertion's jti (exp in a minute), a logout delivery done and one pending."""
+    assertion's jti (exp in a minute), an outgoing message sent and one pending."""
     with app.app_context():
         at = now()
     hour = timedelta(hours=1)
@@ -83,12 +83,10 @@ def _links_jtis_deliveries(app, user_id: int) -> None:
         ),
         AccountToken(user_id=user_id, purpose="reset", token_hash=token_hash("b"), expires_at=at + hour),
         UsedJti(jti=token_hash("jti"), client_id="client", expires_at=at + timedelta(minutes=1)),
-        LogoutDelivery(
-            client_id="client", uri="https://rp.example.test/bc", logout_token="t", delivered_at=at
+        OutboxMessage(
+            kind="backchannel_logout", label="client", status="sent", sent_at=at, next_attempt_at=at
         ),
-        LogoutDelivery(
-            client_id="client", uri="https://rp.example.test/bc", logout_token="t", next_attempt_at=at
-        ),
+        OutboxMessage(kind="backchannel_logout", label="client", payload="sealed", next_attempt_at=at),
     )
 
 
@@ -118,7 +116,7 @@ def test_purge_removes_what_expired_and_keeps_what_is_still_needed(any_app, cloc
         "used_jti": 1,
         "login_throttle": 1,
         "account_token": 2,
-        "logout_delivery": 0,  # delivered two days ago: kept for MESSAGE_RETENTION
+        "outbox_message": 0,  # sent two days ago: kept for MESSAGE_RETENTION
         "audit_event": 0,
     }
     assert app.test_client().get(f"/authorize?tx={stale_tx}").status_code == 404
@@ -128,7 +126,7 @@ def test_purge_removes_what_expired_and_keeps_what_is_still_needed(any_app, cloc
     browser = app.test_client()
     assert browser.get("/authorize", query_string=AUTHORIZE).status_code == 302
     assert _count(app, LoginTransaction, LoginTransaction.id == open_tx) == 1
-    assert _count(app, LogoutDelivery, LogoutDelivery.delivered_at.is_(None)) == 1  # still to deliver
+    assert _count(app, OutboxMessage, OutboxMessage.status == "pending") == 1  # still to send
     # the used code of the live family is kept: replayed, it still revokes the family
     replay = rp.token(offline_code)
     assert replay.json["error"] == "invalid_grant"
@@ -146,7 +144,7 @@ def test_old_deliveries_audit_events_and_dead_families_go_in_the_end(any_app, cl
 
     clock.advance(days=31)  # the refresh family is over (30 days) and a day of grace passed
     purged = _purge(app)
-    assert (purged["token"], purged["authorization_code"], purged["logout_delivery"]) == (1, 1, 1)
+    assert (purged["token"], purged["authorization_code"], purged["outbox_message"]) == (1, 1, 1)
     assert purged["audit_event"] == 0
     clock.advance(days=400)
     assert _purge(app)["audit_event"] == events

@@ -212,7 +212,7 @@ def _rules() -> list[Rule]:
                 "SECRET_KEY": "rules",
             }
         )
-        app.extensions["logout_dispatcher"].stop()
+        app.extensions["outbox_worker"].stop()
         return sorted(app.url_map.iter_rules(), key=lambda r: r.rule)
 
 

@@ -122,4 +122,7 @@ def test_a_failed_email_is_reported_but_the_reset_stands(app, cli):
     assert methods_of(app, person) == []
     with app.app_context():
         [failed] = audit.query(user_id=person.id, events=["mail_failed"])
-        assert failed.details == {"template": "mfa_reset"}
+        assert failed.details == {
+            "template": "mfa_reset",
+            "error": f"{{'{person.email}': (550, b'5.1.1 No such mailbox')}}",
+        }

@@ -162,7 +162,7 @@ def test_send_me_a_new_activation_link(page: Page, shots, provider):
     page.get_by_label("Email address").fill(f"waiting.{secrets.token_hex(4)}@example.com")
     page.get_by_role("button", name="Send me a new link").click()
     expect(page.get_by_role("heading", name=re.compile("Check your email"))).to_be_visible()
-    expect(page.get_by_text("we have sent it a new activation link")).to_be_visible()
+    expect(page.get_by_text("we're sending it a new activation link")).to_be_visible()
     photo(shots, "resend-activation-sent")
 
     unknown = page.goto(f"{provider.url}/activate/{secrets.token_urlsafe(32)}")
@@ -261,8 +261,8 @@ def test_sms_codes_for_a_supported_and_an_unsupported_country(page: Page, shots,
     photo(shots, "sms-unsupported-country")
     page.get_by_label("Mobile number").fill("+31 6 12345678")
     page.get_by_role("button", name="Send code").click()
-    expect(page.get_by_role("heading", name="Enter the code we sent")).to_be_visible()
-    expect(page.get_by_text(re.compile(r"sent to .*78"))).to_be_visible()
+    expect(page.get_by_role("heading", name="Enter the code we're sending")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"sending to .*78"))).to_be_visible()
     photo(shots, "sms-confirm")
 
 
