@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import clients, config, db, health, keys, logs, metrics, outage, security, worker
+from . import clients, config, db, health, keys, logs, metrics, outage, outbox, security, worker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +31,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     from . import account, authorize, cli, endpoints, enrolment, login, logout, models, oauth, portal, serve  # noqa: F401
 
+    metrics.watch_outbox(outbox.backlog)
     oauth.init_app(app)
     worker.init_app(app)
     endpoints.init_app(app)

@@ -256,6 +256,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Folder where worker processes share metrics; unset: `flask serve` makes a fresh private one.",
     ),
     Setting("HEALTH_TIMEOUT", 2, "Seconds the readiness check's database query may run.", int),
+    Setting(
+        "HEALTH_OUTBOX_MAX_AGE",
+        300,
+        "Seconds a due message may wait before readiness says degraded (no worker sending?).",
+        int,
+    ),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}

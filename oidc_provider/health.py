@@ -8,7 +8,8 @@
 A check is a function returning `ok()`, `degraded(…)` or `down(…)` (or a bool);
 one that raises is down. Degraded means serving with less (the rate limits
 counted in each process while Redis is away): still ready. Checked: the
-database, the rate-limit storage, a signing key per algorithm, and what other
+database, the rate-limit storage, a signing key per algorithm, the outbox's
+backlog, and what other
 modules add with one line (`health.register(name, fn)`).
 """
 
@@ -22,7 +23,7 @@ from flask import Blueprint, Flask, current_app
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import keys, outage
+from . import keys, outage, outbox
 from .db import db
 from .security import csrf, limiter
 
@@ -97,9 +98,20 @@ def signing_keys() -> Result:
     return down(f"no signing key for {', '.join(missing)}") if missing else ok()
 
 
+def outbox_backlog() -> Result:
+    """Mail, SMS and logout tokens waiting: degraded (still serving) when the
+    most overdue has waited longer than HEALTH_OUTBOX_MAX_AGE, since then no
+    worker is sending."""
+    count, waited = outbox.backlog()
+    if count and waited > current_app.config["HEALTH_OUTBOX_MAX_AGE"]:
+        return degraded(f"{count} message(s) due, the oldest {int(waited)} s overdue: is a worker running?")
+    return ok()
+
+
 register("database", database)
 register("rate_limits", rate_limits)
 register("signing_keys", signing_keys)
+register("outbox", outbox_backlog)
 
 
 def _run(check: Check) -> Result:

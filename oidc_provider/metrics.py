@@ -113,9 +113,11 @@ class OutboxCollector:
         except Exception:  # a scrape during an outage still shows the rest
             current_app.logger.warning("metrics: the outbox backlog could not be read")
             return
-        yield GaugeMetricFamily("portal_outbox_depth", "Messages waiting in the outbox.", value=depth)
+        yield GaugeMetricFamily("portal_outbox_depth", "Messages due in the outbox.", value=depth)
         yield GaugeMetricFamily(
-            "portal_outbox_oldest_age_seconds", "Age of the oldest waiting message.", value=age or 0
+            "portal_outbox_oldest_age_seconds",
+            "Seconds the most overdue message has waited past its due time (growing: no worker sends).",
+            value=age or 0,
         )
 
 

@@ -37,7 +37,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from . import delivery, logout, outbox  # noqa: F401  (delivery and logout register their senders)
+from . import delivery, logout, outbox, purge  # noqa: F401  (delivery and logout register their senders)
 from .db import db, now
 from .models import ScheduledJob
 
@@ -66,6 +66,15 @@ def job(name: str, every: int) -> Callable[[Callable[[], None]], Callable[[], No
         return function
 
     return register
+
+
+PURGE_EVERY = 3600  # seconds: expired rows are harmless for an hour; the purge is light
+
+
+@job("purge", every=PURGE_EVERY)
+def _purge() -> None:
+    """Used and expired rows of every kind go (purge.py), on one worker of all instances."""
+    purge.purge_expired(now())
 
 
 def claim_job(item: Job) -> bool:

@@ -21,8 +21,22 @@ def test_readiness_lists_each_check(client):
             "database": {"status": "ok"},
             "rate_limits": {"status": "ok", "detail": "memory:// (this process)"},
             "signing_keys": {"status": "ok"},
+            "outbox": {"status": "ok"},
         },
     }
+
+
+def test_readiness_is_degraded_when_no_worker_sends(app, client, clock):
+    """A message overdue for longer than HEALTH_OUTBOX_MAX_AGE: still ready (the
+    instance serves), but degraded, saying why."""
+    from oidc_provider import delivery
+
+    with app.test_request_context():
+        delivery.send_sms("+31612345678", "a code")
+    clock.advance(seconds=app.config["HEALTH_OUTBOX_MAX_AGE"] + 1)
+    response = client.get("/health/ready")
+    assert response.status_code == 200 and response.json["status"] == "degraded"
+    assert "is a worker running?" in response.json["checks"]["outbox"]["detail"]
 
 
 def test_readiness_is_down_when_the_signing_keys_cannot_be_read(make_app):

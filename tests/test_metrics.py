@@ -117,8 +117,16 @@ def test_wrong_metrics_tokens_are_rate_limited(make_app):
     assert guesses == [401, 401, 401, 429]
 
 
-def test_outbox_backlog_is_read_from_the_hook_at_scrape_time(client, monkeypatch):
-    assert b"portal_outbox_depth" not in client.get("/metrics").data  # nothing wired: nothing claimed
+def test_outbox_backlog_is_read_from_the_hook_at_scrape_time(app, client, clock, monkeypatch):
+    from oidc_provider import delivery
+
+    assert value(samples(client), "portal_outbox_depth") == 0  # the real outbox, empty
+    with app.test_request_context():
+        delivery.send_sms("+31612345678", "a code")
+    clock.advance(seconds=90)
+    found = samples(client)
+    assert value(found, "portal_outbox_depth") == 1
+    assert value(found, "portal_outbox_oldest_age_seconds") == 90
     monkeypatch.setattr(metrics, "_outbox", None)
     metrics.watch_outbox(lambda: (3, 42.5))
     found = samples(client)
