@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import clients, config, db, health, keys, logs, metrics, outage, outbox, security, worker
+from . import clients, config, db, fastpath, health, keys, logs, metrics, outage, outbox, security, worker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +25,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     clients.init_app(app)
     keys.init_app(app)
+    fastpath.init_app(app)  # inside ProxyFix, which security.init_app installs
     security.init_app(app)
     outage.init_app(app)
     health.init_app(app)

@@ -195,10 +195,15 @@ def consent_scope(client: Client, params: Any) -> str:
     return client.get_allowed_scope(" ".join(dict.fromkeys(wanted)))
 
 
-def has_consent(sso: SsoSession | None, client: Client, params: Any) -> bool:
-    if sso is None:
-        return False
-    consented = oauth.consented_scope(sso.user_id, client.client_id)
+def remembered_consent(sso: SsoSession | None, client: Client) -> str | None:
+    """The scopes the signed-in person allowed this app (None: never asked, or a
+    first-party app, which asks no one)."""
+    if sso is None or client.first_party:
+        return None
+    return oauth.consented_scope(sso.user_id, client.client_id)
+
+
+def has_consent(consented: str | None, client: Client, params: Any) -> bool:
     return consented is not None and set(consent_scope(client, params).split()) <= set(consented.split())
 
 
@@ -236,10 +241,11 @@ def handle(oauth_request: Any, tx: LoginTransaction | None) -> Response:
         grant = server.get_consent_grant(oauth_request, end_user=sso.user if sso else None)
         _check_extras(params, grant)
         client = grant.client
+        consented = remembered_consent(sso, client)
         try:
             policy = policy_request(params, client, tx, sso)
             step = interaction.next_step(
-                policy, _policy_session(sso), has_consent(sso, client, params), now()
+                policy, _policy_session(sso), has_consent(consented, client, params), now()
             )
         except ValueError as exc:
             raise InvalidRequestError(str(exc), redirect_uri=grant.redirect_uri) from None
@@ -252,9 +258,7 @@ def handle(oauth_request: Any, tx: LoginTransaction | None) -> Response:
     if step:
         return _go_to_step(step, params, client, tx)
     grant.request.sso = sso
-    grant.request.claims_requested = oauth.permitted_claims(
-        _requested_claims(params), client, oauth.consented_scope(sso.user_id, client.client_id)
-    )
+    grant.request.claims_requested = oauth.permitted_claims(_requested_claims(params), client, consented)
     # `iss` (RFC 9207) comes from the Issuer extension, on errors too.
     response = server.create_authorization_response(oauth_request, grant_user=sso.user, grant=grant)
     if tx is not None:

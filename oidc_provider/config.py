@@ -233,6 +233,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("MESSAGE_RETENTION", 30 * DAY, "Seconds delivered or failed outgoing messages are kept.", int),
     Setting("AUDIT_RETENTION", 400 * DAY, "Seconds audit events are kept.", int),
+    Setting(
+        "FASTPATH",
+        True,
+        "Answer the plain case of discovery, JWKS, userinfo and introspection below Flask (same answers, faster).",
+        bool,
+    ),
     Setting("TRUSTED_PROXIES", 0, "Reverse proxies in front whose X-Forwarded-For/-Proto are believed.", int),
     Setting("SESSION_COOKIE_SECURE", None, "Secure cookies; unset: on when OIDC_ISSUER is https.", bool),
     # serving and operating

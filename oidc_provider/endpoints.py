@@ -19,6 +19,7 @@ from .security import csrf, limiter
 
 bp = Blueprint("endpoints", __name__)
 CACHE = "public, max-age=3600"
+JWKS_CACHE = "public, max-age=300"  # new keys are published a day before they sign
 
 
 def _client_refused(response: Response) -> bool:
@@ -125,20 +126,23 @@ def introspect() -> Response:
     return _no_store(oauth.authorization_server().create_endpoint_response("introspection"))
 
 
+def discovery_body() -> bytes:
+    """The discovery document, serialised once per process (clients and settings are read at start)."""
+    body = current_app.extensions.get("discovery_body")
+    if body is None:
+        body = current_app.extensions["discovery_body"] = json.dumps(metadata(current_app), indent=1).encode()
+    return body
+
+
 @bp.get("/.well-known/openid-configuration")
 def discovery() -> Response:
-    body = current_app.extensions.get("discovery_body")
-    if body is None:  # built once per process
-        body = current_app.extensions["discovery_body"] = json.dumps(metadata(current_app), indent=1).encode()
-    return Response(body, mimetype="application/json", headers={"Cache-Control": CACHE})
+    return Response(discovery_body(), mimetype="application/json", headers={"Cache-Control": CACHE})
 
 
 @bp.get("/jwks.json")
 def jwks() -> Response:
     return Response(
-        keys.ring().jwks_body(),
-        mimetype="application/jwk-set+json",
-        headers={"Cache-Control": "public, max-age=300"},
+        keys.ring().jwks_body(), mimetype="application/jwk-set+json", headers={"Cache-Control": JWKS_CACHE}
     )
 
 

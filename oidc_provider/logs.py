@@ -129,10 +129,13 @@ def init_app(app: Flask) -> None:
 
 def request_id() -> str:
     """The id of the current request: a trusted proxy's, else a new random one."""
-    if current_app.config["TRUSTED_PROXIES"]:
-        sent = request.headers.get("X-Request-ID", "")
-        if _PROXY_ID.fullmatch(sent):
-            return sent
+    return choose_request_id(request.headers.get("X-Request-ID", ""))
+
+
+def choose_request_id(sent: str) -> str:
+    """A trusted proxy's `X-Request-ID` (`sent`), else a new random one."""
+    if current_app.config["TRUSTED_PROXIES"] and _PROXY_ID.fullmatch(sent):
+        return sent
     return secrets.token_hex(16)
 
 
@@ -156,23 +159,42 @@ def _end(response: Response) -> Response:
     response.headers["X-Request-ID"] = REQUEST_ID.get()
     started = g.get("request_started")
     duration = round((time.perf_counter() - started) * 1000, 2) if started else None
-    path = rule() or "(no route)"
-    error = g.get("unavailable")  # a dependency that was down: said once, here
-    access_log.log(
-        logging.WARNING if error or response.status_code >= 500 else logging.INFO,
-        "%s %s %s %sms%s",
+    # a dependency that was down is said once, here
+    access(
         request.method,
-        path,
+        request.endpoint,
+        rule() or "(no route)",
         response.status_code,
+        duration,
+        g.get("unavailable"),
+    )
+    return response
+
+
+def access(
+    method: str,
+    endpoint: str | None,
+    path: str,
+    status: int,
+    duration: float | None,
+    error: str | None = None,
+) -> None:
+    """The one access line of a request (its route, never its URL: paths and
+    queries carry tokens)."""
+    access_log.log(
+        logging.WARNING if error or status >= 500 else logging.INFO,
+        "%s %s %s %sms%s",
+        method,
+        path,
+        status,
         duration,
         f" ({error})" if error else "",
         extra={
-            "method": request.method,
-            "endpoint": request.endpoint,
+            "method": method,
+            "endpoint": endpoint,
             "path": path,
-            "status": response.status_code,
+            "status": status,
             "duration_ms": duration,
             "error": error,
         },
     )
-    return response

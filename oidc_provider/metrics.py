@@ -84,13 +84,20 @@ def _begin() -> None:
 
 def _end(response: Response) -> Response:
     started = g.get("metrics_started")
-    if started is not None:
-        LATENCY.labels(request.endpoint or "(no route)").observe(time.perf_counter() - started)
-    RESPONSES.labels(STATUS_CLASSES.get(response.status_code // 100, "other")).inc()
+    observe(
+        request.endpoint, response.status_code, time.perf_counter() - started if started is not None else None
+    )
     if request.endpoint == "endpoints.token" and response.status_code == 200:
         grant = request.form.get("grant_type", "")
         TOKENS.labels(grant if grant in GRANTS else "other").inc()
     return response
+
+
+def observe(endpoint: str | None, status: int, seconds: float | None) -> None:
+    """A request answered: its latency by endpoint name, its status class."""
+    if seconds is not None:
+        LATENCY.labels(endpoint or "(no route)").observe(seconds)
+    RESPONSES.labels(STATUS_CLASSES.get(status // 100, "other")).inc()
 
 
 # -- the outbox, read at scrape time ------------------------------------------------

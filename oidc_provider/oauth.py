@@ -9,6 +9,7 @@ hooks (DESIGN.md, "Traps in the libraries", names each trap they avoid).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,7 +34,7 @@ from authlib.oidc.core import OpenIDCode
 from flask import Flask, current_app
 from flask import request as flask_request
 from joserfc.jwk import KeySet
-from sqlalchemy import func, or_, update
+from sqlalchemy import func, insert, or_, update
 from sqlalchemy.exc import IntegrityError
 
 from . import keys
@@ -54,16 +55,25 @@ SCOPE_CLAIMS = {
 # -- what an RP learns -----------------------------------------------------------
 
 
-def _claim_values(user: User) -> dict[str, Any]:
-    phone = next((m.target for m in user.confirmed_methods if m.kind == "sms"), None)
-    values: dict[str, Any] = {
-        "name": user.name,
-        "email": user.email,
-        "email_verified": user.activated_at is not None,
-    }
+def claim_values(name: str, email: str, activated: bool, phone: str | None) -> dict[str, Any]:
+    """Every claim this provider can say about a person, by its OIDC name."""
+    values: dict[str, Any] = {"name": name, "email": email, "email_verified": activated}
     if phone:
         values.update(phone_number=phone, phone_number_verified=True)
     return values
+
+
+def _claim_values(user: User) -> dict[str, Any]:
+    phone = next((m.target for m in user.confirmed_methods if m.kind == "sms"), None)
+    return claim_values(user.name, user.email, user.activated_at is not None, phone)
+
+
+def scope_claims(sub: str, scope: str, values: dict[str, Any], extra: Sequence[str] = ()) -> dict[str, Any]:
+    """`sub`, the claims of each scope granted, and `extra` claim names, from `values`."""
+    names = [c for s in scope.split() for c in SCOPE_CLAIMS.get(s, ())] + list(extra)
+    info = {"sub": sub}
+    info.update({n: values[n] for n in names if n in values})
+    return info
 
 
 def claim_scopes(requested: dict[str, Any] | None) -> set[str]:
@@ -101,14 +111,11 @@ def user_info(
     requested ones (the `claims` parameter, OIDC Core 5.5) that `client` may
     learn now (`permitted_claims`: checked again, clients.yaml or consent may
     have changed since the code)."""
-    names = [c for s in scope.split() for c in SCOPE_CLAIMS.get(s, ())]
+    extra: list[str] = []
     if client is not None:
         allowed = permitted_claims(requested, client, consented_scope(user.id, client.client_id))
-        names += [c for c in (allowed or {}) if c in CLAIMS]
-    values = _claim_values(user)
-    info = {"sub": user.sub}
-    info.update({n: values[n] for n in names if n in values})
-    return info
+        extra = [c for c in (allowed or {}) if c in CLAIMS]
+    return scope_claims(user.sub, scope, _claim_values(user), extra)
 
 
 # -- the authorization code -------------------------------------------------------
@@ -131,10 +138,18 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             raise InvalidRequestError("The redirect_uri is not registered for this client.")
         return grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(request, client)
 
-    def save_authorization_code(self, code: str, request: OAuth2Request) -> AuthorizationCode:
+    def validate_authorization_request(self) -> str:
+        """Validated once per request: `get_consent_grant` validates, and
+        `create_authorization_response` would again for the same grant."""
+        if getattr(self, "_validated_redirect_uri", None) is None:
+            self._validated_redirect_uri = super().validate_authorization_request()
+        return self._validated_redirect_uri
+
+    def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
+        """One INSERT, committed (nothing reads the row back in this request)."""
         data = request.payload.data
         at = now()
-        item = AuthorizationCode(
+        values = dict(
             code_hash=token_hash(code),
             client_id=request.client.client_id,
             user_id=request.user.id,
@@ -146,11 +161,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             claims=getattr(request, "claims_requested", None),
             created_at=at,
             expires_at=at + timedelta(seconds=current_app.config["AUTHORIZATION_CODE_LIFETIME"]),
+            response_type="code",
             **issue_context(request),
         )
-        db.session.add(item)
+        db.session.execute(insert(AuthorizationCode).values(values))
         db.session.commit()
-        return item
 
     def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
         item = db.session.scalar(
@@ -453,19 +468,28 @@ class Introspection(IntrospectionEndpoint):
     def introspect_token(self, presented: Presented) -> dict[str, Any]:
         token = presented.token
         expires = token.refresh_expires_at if presented.is_refresh else token.expires_at
-        described = {
-            "active": True,
-            "client_id": token.client_id,
-            "scope": token.scope,
-            "sub": token.user.sub,
-            "aud": token.client_id,
-            "iss": current_app.config["OIDC_ISSUER"],
-            "exp": timestamp(expires),
-            "iat": timestamp(token.issued_at),
-        }
-        if not presented.is_refresh:
-            described["token_type"] = "Bearer"  # RFC 6749 7.1: access tokens have a type
-        return described
+        return describe_active_token(
+            token.client_id, token.scope, token.user.sub, expires, token.issued_at, presented.is_refresh
+        )
+
+
+def describe_active_token(
+    client_id: str, scope: str, sub: str, expires: datetime | None, issued: datetime, is_refresh: bool
+) -> dict[str, Any]:
+    """RFC 7662 2.2: what introspection says of an active token."""
+    described = {
+        "active": True,
+        "client_id": client_id,
+        "scope": scope,
+        "sub": sub,
+        "aud": client_id,
+        "iss": current_app.config["OIDC_ISSUER"],
+        "exp": timestamp(expires),
+        "iat": timestamp(issued),
+    }
+    if not is_refresh:
+        described["token_type"] = "Bearer"  # RFC 6749 7.1: access tokens have a type
+    return described
 
 
 class PrivateKeyJwt(JWTBearerClientAssertion):

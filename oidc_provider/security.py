@@ -85,18 +85,27 @@ def _csp() -> str:
     return csp
 
 
+def security_headers(secure: bool) -> list[tuple[str, str]]:
+    """The headers every response carries unless its view set its own."""
+    headers = [
+        ("Content-Security-Policy", _csp()),
+        ("X-Frame-Options", "DENY"),
+        ("X-Content-Type-Options", "nosniff"),
+        # same-origin, not no-referrer: over https Flask-WTF refuses a form without a
+        # same-origin Referer; other sites (the apps) are still sent none.
+        ("Referrer-Policy", "same-origin"),
+        # Pages show secrets and personal data (the authenticator's key, My details):
+        # never kept in a cache. Files and discovery set their own caching.
+        ("Cache-Control", "no-store"),
+    ]
+    if secure:
+        headers.append(("Strict-Transport-Security", "max-age=31536000"))
+    return headers
+
+
 def _headers(response: Response) -> Response:
-    response.headers.setdefault("Content-Security-Policy", _csp())
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    # same-origin, not no-referrer: over https Flask-WTF refuses a form without a
-    # same-origin Referer; other sites (the apps) are still sent none.
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    # Pages show secrets and personal data (the authenticator's key, My details):
-    # never kept in a cache. Files and discovery set their own caching.
-    response.headers.setdefault("Cache-Control", "no-store")
-    if request.is_secure:
-        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    for name, value in security_headers(request.is_secure):
+        response.headers.setdefault(name, value)
     return response
 
 

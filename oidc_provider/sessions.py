@@ -19,6 +19,7 @@ from typing import Any
 
 from flask import Response, current_app, request, session
 from sqlalchemy import delete, update
+from sqlalchemy.orm import joinedload
 from user_agents import parse as parse_user_agent
 
 from . import logout
@@ -51,7 +52,9 @@ def current() -> SsoSession | None:
     token = session.get(SSO_KEY)
     if not token:
         return None
-    sso = db.session.scalar(db.select(SsoSession).filter_by(cookie_hash=token_hash(token)))
+    sso = db.session.scalar(
+        db.select(SsoSession).filter_by(cookie_hash=token_hash(token)).options(joinedload(SsoSession.user))
+    )
     at = now()
     if (
         sso is None

@@ -143,7 +143,10 @@ def _print_table(rows: list[dict], ceilings_: dict[str, float], rss: dict, datab
     print()
     print(f"Login Portal, one core (cpu {SERVER_CPU}), load from cpu {LOAD_CPU}, concurrency {CONCURRENCY}, {database}")
     print(f"ceilings: argon2id verify {ceilings_['argon2id_verify']:.1f}/s, RS256 sign {ceilings_['rs256_sign']:.0f}/s")
-    header = f"{'scenario':36} {'rate/s':>9} {'target':>12} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'of ceiling':>10}  verdict"
+    header = (
+        f"{'scenario':36} {'rate/s':>9} {'target':>12} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
+        f"{'of ceiling':>10} {'cpu µs/req':>10}  verdict"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
@@ -151,7 +154,7 @@ def _print_table(rows: list[dict], ceilings_: dict[str, float], rss: dict, datab
         target = r["target_per_s"] if isinstance(r["target_per_s"], str) else f"≥ {r['target_per_s']}"
         print(
             f"{r['scenario']:36} {r['rate_per_s']:9.1f} {target:>12} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
-            f"{r['errors']:7d} {fraction:>10}  {'ok' if r['ok'] else 'MISSED'}"
+            f"{r['errors']:7d} {fraction:>10} {r.get('server_cpu_us_per_request', 0):>10}  {'ok' if r['ok'] else 'MISSED'}"
         )
     print(
         f"{'memory (RSS, MiB)':36} before {rss['before_max_worker']:.0f} per worker, after {SIGNINS} sign-ins "
@@ -180,7 +183,9 @@ def main() -> int:
         _pin_load_core()
         rss_before = served.rss_mib()
         print(f"sign-in through the pages: {SIGNINS} sign-ins…", flush=True)
+        cpu_before = served.cpu_seconds()
         signins = asyncio.run(_signins(served, app_a, people, SIGNINS))
+        signin_cpu = served.cpu_seconds() - cpu_before
         rss_after = served.rss_mib()
         if signins["errors"]:
             print("  sign-in errors, first:", signins["errors"][:3])
@@ -195,6 +200,7 @@ def main() -> int:
                 measured,
             )
         ]
+        rows[0]["server_cpu_us_per_request"] = round(signin_cpu * 1e6 / max(1, len(signins["durations"])))
         work = folder / "wrk"
         work.mkdir()
         cookies = work / "cookies"
@@ -211,6 +217,7 @@ def main() -> int:
         ]
         for name, script, values in steps:
             print(f"{name}: {SECONDS} s…", flush=True)
+            cpu_before = served.cpu_seconds()
             result = wrk.run(
                 served.url,
                 script,
@@ -225,7 +232,9 @@ def main() -> int:
             for produced in ("codes", "access", "refresh"):
                 if any(work.glob(f"{produced}.*")):
                     wrk.gather(work / produced)
+            cpu = served.cpu_seconds() - cpu_before
             rows.append(_row(name, result.rate, result.p50_ms, result.p99_ms, result.errors, measured))
+            rows[-1]["server_cpu_us_per_request"] = round(cpu * 1e6 / max(1, result.requests))
         rss = {
             "before_max_worker": max(rss_before["workers"].values()),
             "after_max_worker": max(rss_after["workers"].values()),

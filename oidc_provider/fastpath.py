@@ -1,0 +1,256 @@
+"""The common case of the apps' most frequent calls, answered below Flask.
+
+Discovery, the JWKS, userinfo and token introspection are what relying
+parties' servers call most, and nearly every call is the plain case: a valid
+bearer token, a client that authenticates with its secret. Flask's request
+handling costs more than the work these need, so this WSGI layer answers
+exactly those cases itself, with the same body and headers, the same access
+log line, request id and metrics. Anything else -- a missing, unknown,
+expired or revoked token, a wrong secret (which the rate limit must count),
+a token asking for claims that need a database look-up of their own, a
+database that does not answer -- falls through to the Flask views, which stay
+the one place that decides errors (tests/test_fastpath.py checks that both
+answer the same).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from flask import Flask
+from sqlalchemy import DateTime, bindparam, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import endpoints, keys, logs, metrics, oauth
+from .clients import query_client
+from .db import db, now, token_hash
+from .models import Token, User
+from .security import security_headers
+
+TOKEN = re.compile(r"[A-Za-z0-9_\-]{20,128}")  # the tokens this provider issues (db.new_token)
+MAX_BODY = 4096  # an introspection request of ours is far smaller; larger goes to Flask
+NO_STORE = [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
+
+# One statement for each, written once: a live access token (not revoked, not
+# expired) and its person (activated, not disabled). The checks are in the SQL,
+# so only the columns an answer shows come back.
+_LIVE = (
+    'FROM token t JOIN "user" u ON u.id = t.user_id WHERE t.access_token_hash = :digest '
+    "AND t.revoked_at IS NULL AND t.expires_at > :at AND u.activated_at IS NOT NULL AND u.disabled_at IS NULL"
+)
+USERINFO = (
+    text(f"SELECT t.scope, t.claims, u.sub, u.name, u.email {_LIVE}")
+    .bindparams(bindparam("digest"), bindparam("at", type_=DateTime()))
+    .columns(Token.scope, Token.claims, User.sub, User.name, User.email)
+)
+INTROSPECTION = (
+    text(f"SELECT t.client_id, t.scope, t.expires_at, t.issued_at, u.sub {_LIVE}")
+    .bindparams(bindparam("digest"), bindparam("at", type_=DateTime()))
+    .columns(Token.client_id, Token.scope, Token.expires_at, Token.issued_at, User.sub)
+)
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    endpoint: str  # the Flask endpoint it stands for (logs, metrics)
+
+
+Handler = Callable[[dict[str, Any]], "Answer | None"]
+
+
+def _jsonify(data: dict[str, Any]) -> bytes:
+    """As Flask's jsonify writes it outside debug mode (the userinfo view)."""
+    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode() + b"\n"
+
+
+def _authlib_json(data: dict[str, Any]) -> bytes:
+    """As Authlib's Flask integration writes an endpoint's answer (introspection):
+    `flask.json.dumps`, keys sorted, default separators."""
+    return json.dumps(data, sort_keys=True).encode()
+
+
+def _live_access_token(statement: Any, token: str) -> Any:
+    """`statement`'s row for a live access token of an active person, or None."""
+    with db.engine.connect() as connection:
+        return connection.execute(statement, {"digest": token_hash(token), "at": now()}).first()
+
+
+def userinfo(environ: dict[str, Any]) -> Answer | None:
+    """A bearer token in the Authorization header, granted `openid`, whose
+    claims come from the person's row alone (no phone, no `claims` request)."""
+    if environ["REQUEST_METHOD"] not in ("GET", "POST") or environ.get("CONTENT_LENGTH") not in (
+        None,
+        "",
+        "0",
+    ):
+        return None
+    scheme, _, value = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() != "bearer" or not TOKEN.fullmatch(value):
+        return None
+    row = _live_access_token(USERINFO, value)
+    if row is None or row.claims:
+        return None
+    scope = row.scope.split()
+    if "openid" not in scope or "phone" in scope:
+        return None
+    values = oauth.claim_values(row.name, row.email, True, None)  # activated: checked in the SQL
+    body = _jsonify(oauth.scope_claims(row.sub, row.scope, values))
+    return Answer("200 OK", [("Content-Type", "application/json"), *NO_STORE], body, "endpoints.userinfo")
+
+
+def _client(environ: dict[str, Any]) -> Any:
+    """The client of a `client_secret_basic` Authorization header, if its secret is right."""
+    scheme, _, value = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        client_id, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client = query_client(client_id)
+    if client is None or client.token_endpoint_auth_method != "client_secret_basic":
+        return None
+    return client if client.check_client_secret(secret) else None
+
+
+def _form(environ: dict[str, Any]) -> dict[str, str] | None:
+    if not environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+        return None
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if not 0 < length <= MAX_BODY:
+        return None
+    body = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = _Replay(body)  # a fall-through reads it again
+    try:
+        pairs = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=True)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    form = dict(pairs)
+    return form if len(form) == len(pairs) else None
+
+
+def introspect(environ: dict[str, Any]) -> Answer | None:
+    """An active access token introspected by the app it was issued to."""
+    if environ["REQUEST_METHOD"] != "POST":
+        return None
+    form = _form(environ)
+    if form is None or set(form) - {"token", "token_type_hint"} or not TOKEN.fullmatch(form.get("token", "")):
+        return None
+    if form.get("token_type_hint", "access_token") != "access_token":
+        return None
+    client = _client(environ)
+    if client is None:
+        return None
+    row = _live_access_token(INTROSPECTION, form["token"])
+    if row is None or row.client_id != client.client_id:
+        return None
+    body = _authlib_json(
+        oauth.describe_active_token(row.client_id, row.scope, row.sub, row.expires_at, row.issued_at, False)
+    )
+    return Answer("200 OK", [("Content-Type", "application/json"), *NO_STORE], body, "endpoints.introspect")
+
+
+def discovery(environ: dict[str, Any]) -> Answer | None:
+    if environ["REQUEST_METHOD"] != "GET":
+        return None
+    return Answer(
+        "200 OK",
+        [("Content-Type", "application/json"), ("Cache-Control", endpoints.CACHE)],
+        endpoints.discovery_body(),
+        "endpoints.discovery",
+    )
+
+
+def jwks(environ: dict[str, Any]) -> Answer | None:
+    if environ["REQUEST_METHOD"] != "GET":
+        return None
+    return Answer(
+        "200 OK",
+        [("Content-Type", "application/jwk-set+json"), ("Cache-Control", endpoints.JWKS_CACHE)],
+        keys.ring().jwks_body(),
+        "endpoints.jwks",
+    )
+
+
+ROUTES: dict[str, tuple[Handler, str]] = {
+    "/.well-known/openid-configuration": (discovery, "/.well-known/openid-configuration"),
+    "/jwks.json": (jwks, "/jwks.json"),
+    "/userinfo": (userinfo, "/userinfo"),
+    "/introspect": (introspect, "/introspect"),
+}
+
+
+class _Replay:
+    """A request body already read, readable again by Flask."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body, self._at = body, 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._body) if size is None or size < 0 else min(len(self._body), self._at + size)
+        chunk, self._at = self._body[self._at : end], end
+        return chunk
+
+    def readline(self, size: int = -1) -> bytes:
+        return self.read(size)
+
+
+class FastPath:
+    """WSGI middleware in front of the Flask app (inside ProxyFix, so the
+    client's address and scheme are already the trusted ones)."""
+
+    def __init__(self, app: Flask, inner: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.inner = inner
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        route = ROUTES.get(environ.get("PATH_INFO", ""))
+        if route is None or any("\x00" in v for k, v in environ.items() if k.startswith("HTTP_")):
+            return self.inner(environ, start_response)
+        handler, rule = route
+        started = time.perf_counter()
+        with self.app.app_context():
+            try:
+                answer = handler(environ)
+            except (SQLAlchemyError, keys.KeyRingError):
+                answer = None  # the Flask view says what is wrong (503 and its log line)
+            if answer is None:
+                return self.inner(environ, start_response)
+            request_id = logs.choose_request_id(environ.get("HTTP_X_REQUEST_ID", ""))
+            secure = environ.get("wsgi.url_scheme") == "https"
+            given = {name for name, _ in answer.headers}
+            headers = [
+                *answer.headers,
+                *((n, v) for n, v in security_headers(secure) if n not in given),
+                ("Content-Length", str(len(answer.body))),
+                ("X-Request-ID", request_id),
+            ]
+            seconds = time.perf_counter() - started
+            token = logs.REQUEST_ID.set(request_id)
+            try:
+                logs.access(environ["REQUEST_METHOD"], answer.endpoint, rule, 200, round(seconds * 1000, 2))
+            finally:
+                logs.REQUEST_ID.reset(token)
+            metrics.observe(answer.endpoint, 200, seconds)
+        start_response(answer.status, headers)
+        return [answer.body]
+
+
+def init_app(app: Flask) -> None:
+    """Before ProxyFix is installed (security.init_app), so it wraps this layer."""
+    if app.config["FASTPATH"]:
+        app.wsgi_app = FastPath(app, app.wsgi_app)  # type: ignore[method-assign]
