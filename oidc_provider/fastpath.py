@@ -29,7 +29,7 @@ from flask import Flask
 from sqlalchemy import DateTime, bindparam, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import endpoints, keys, logs, metrics, oauth
+from . import endpoints, keys, logs, metrics, oauth, worker
 from .clients import query_client
 from .db import db, now, token_hash
 from .models import Token, User
@@ -216,6 +216,7 @@ class FastPath:
     def __init__(self, app: Flask, inner: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
         self.inner = inner
+        self.start_worker = app.config["OUTBOX_WORKER"] == "thread"
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         route = ROUTES.get(environ.get("PATH_INFO", ""))
@@ -224,6 +225,8 @@ class FastPath:
         handler, rule = route
         started = time.perf_counter()
         with self.app.app_context():
+            if self.start_worker:
+                worker.of(self.app).start()  # a serving process's first request starts it, as in Flask
             try:
                 answer = handler(environ)
             except (SQLAlchemyError, keys.KeyRingError):

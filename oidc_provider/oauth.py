@@ -168,19 +168,25 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         db.session.commit()
 
     def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
-        item = db.session.scalar(
-            db.select(AuthorizationCode).filter_by(code_hash=token_hash(code), client_id=client.client_id)
-        )
-        if item is None:
+        # One query: the code, its person (then in the session for authenticate_user)
+        # and whether the SSO session it was issued in is still open.
+        found = db.session.execute(
+            db.select(AuthorizationCode, User, SsoSession.ended_at, SsoSession.id)
+            .join(User, User.id == AuthorizationCode.user_id)
+            .outerjoin(SsoSession, SsoSession.sid == AuthorizationCode.sid)
+            .where(AuthorizationCode.code_hash == token_hash(code), AuthorizationCode.client_id == client.client_id)
+        ).first()
+        if found is None:
             return None
+        item, _, sso_ended_at, sso_id = found
         if item.used_at is not None:
             revoke_tokens(Token.code_id == item.id)  # RFC 6749 4.1.2: a replayed code revokes
             db.session.commit()
             return None
         if item.expires_at <= now():  # Authlib never checks expiry itself
             return None
-        if not session_open(item.sid):  # signed out since: the code dies with its session
-            return None
+        if item.sid is None or sso_id is None or sso_ended_at is not None:
+            return None  # signed out since (logout, account switch…): the code dies with its session
         return item
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
@@ -308,15 +314,6 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         )
 
 
-def session_open(sid: str | None) -> bool:
-    """The SSO session a code was issued in has not ended (logout, account
-    switch, disabled account…)."""
-    if sid is None:
-        return False
-    sso = db.session.scalar(db.select(SsoSession).filter_by(sid=sid))
-    return sso is not None and sso.ended_at is None
-
-
 def use_once(column: Any, row_id: int, message: str, *, revoke: Any) -> None:
     """Stamp a single-use credential's `column` now, atomically (one conditional
     UPDATE): of two concurrent uses exactly one succeeds. The other is a reuse
@@ -326,7 +323,10 @@ def use_once(column: Any, row_id: int, message: str, *, revoke: Any) -> None:
     here, since the failed request's own work is rolled back."""
     model = column.class_
     used = db.session.execute(
-        update(model).where(model.id == row_id, column.is_(None)).values({column.key: now()})
+        update(model)
+        .where(model.id == row_id, column.is_(None))
+        .values({column.key: now()})
+        .execution_options(synchronize_session=False)  # nothing reads the stamp back in this request
     )
     if used.rowcount != 1:
         db.session.rollback()  # this request's token is never given out
@@ -369,8 +369,8 @@ def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
     source = code or parent
     refresh = token.get("refresh_token")
     family = parent.family if parent else new_token(16)
-    db.session.add(
-        Token(
+    db.session.execute(  # one INSERT: nothing reads the row back in this request
+        insert(Token).values(
             client_id=request.client.client_id,
             user_id=request.user.id,
             access_token_hash=token_hash(token["access_token"]),

@@ -11,7 +11,9 @@ of the user's email address.
 from __future__ import annotations
 
 import functools
+import os
 import string
+import threading
 import unicodedata
 from importlib import resources
 
@@ -31,6 +33,7 @@ SEQUENCES = ("0123456789", "abcdefghijklmnopqrstuvwxyz", "qwertyuiopasdfghjklzxc
 # p=1": its minimum, chosen because every concurrent sign-in holds m of memory
 # in a web worker; sign-ins are rate-limited and locked out, which carries the
 # rest. Raising these later is safe: `needs_rehash` upgrades hashes at sign-in.
+HASHES_AT_ONCE = len(os.sched_getaffinity(0)) or 1  # per process: one per core it may run on
 BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 BCRYPT_MAX_BYTES = 72  # bcrypt reads no further; hashes made elsewhere were made the same way
 HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, hash_len=32, salt_len=16)
@@ -41,9 +44,15 @@ def _normalise(password: str) -> str:
     return unicodedata.normalize("NFKC", password)
 
 
+# argon2id holds 19 MiB for each computation: at most this many at once in one
+# process (more would only queue for the same cores while holding memory).
+_AT_ONCE = threading.BoundedSemaphore(HASHES_AT_ONCE)
+
+
 def hash_password(password: str) -> str:
     """The argon2id hash (PHC string, salt and parameters included) to store."""
-    return HASHER.hash(_normalise(password))
+    with _AT_ONCE:
+        return HASHER.hash(_normalise(password))
 
 
 def verify_password(stored_hash: str | None, password: str | None) -> bool:
@@ -56,7 +65,8 @@ def verify_password(stored_hash: str | None, password: str | None) -> bool:
     if stored_hash.startswith(BCRYPT_PREFIXES):
         return _verify_bcrypt(stored_hash, _normalise(password))
     try:
-        return HASHER.verify(stored_hash, _normalise(password))
+        with _AT_ONCE:
+            return HASHER.verify(stored_hash, _normalise(password))
     except (VerificationError, InvalidHashError, TypeError, ValueError):
         return False
 

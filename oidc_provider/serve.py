@@ -87,6 +87,11 @@ def prepare(config: Mapping[str, Any]) -> tuple[list[str], dict[str, str]]:
     log_config.write_text(json.dumps(logs.granian_config(config["LOG_FORMAT"])))
     env = dict(os.environ)
     env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_folder(config, runtime))
+    # Every password check allocates argon2id's 19 MiB and frees it: with a fixed
+    # mmap threshold glibc gives such blocks back at once instead of keeping them
+    # in a thread's arena (RSS would grow by 19 MiB per thread that ever hashed).
+    env.setdefault("MALLOC_MMAP_THRESHOLD_", str(1024 * 1024))
+    env.setdefault("MALLOC_ARENA_MAX", "2")
     return command(config, log_config), env
 
 
