@@ -15,6 +15,7 @@ from flask import (
     Flask,
     Response,
     current_app,
+    flash,
     redirect,
     render_template,
     request,
@@ -26,8 +27,8 @@ from werkzeug.exceptions import TooManyRequests
 from werkzeug.routing import BuildError
 from werkzeug.wrappers import Response as BaseResponse
 
-from . import accounts, outbox, passwords
-from .forms import EmailForm, RegisterForm, ResetPasswordForm
+from . import accounts, alerts, outbox, passwords
+from .forms import ConfirmForm, EmailForm, RegisterForm, ResetPasswordForm
 from .security import limiter
 
 bp = Blueprint("account", __name__)
@@ -47,7 +48,7 @@ link_limit = limiter.shared_limit(
     scope="account-link",
     deduct_when=lambda response: response.status_code in (404, 410),
 )
-LINK_ENDPOINTS = ("account.activate", "account.reset_password")
+LINK_ENDPOINTS = ("account.activate", "account.reset_password", "account.not_me")
 
 
 def init_app(app: Flask) -> None:
@@ -168,6 +169,28 @@ def reset_password(token: str) -> str | tuple[str, int]:
     except accounts.PasswordRejected as rejected:
         form.password.errors = list(rejected.problems)
     return _form_page("account/reset.html", form)
+
+
+# --- "This wasn't me" in a new-device alert ----------------------------------------------
+
+SECURED = "Your account was signed out everywhere. Choose a new password now."
+
+
+@bp.route("/not-me/<token>", methods=["GET", "POST"])
+@link_limit
+def not_me(token: str) -> BaseResponse | str | tuple[str, int]:
+    """Asks first (mail scanners open links); the confirmation ends all access
+    and goes on to choosing a new password."""
+    form = ConfirmForm()
+    try:
+        if form.validate_on_submit():
+            reset = alerts.wasnt_me(token)
+            flash(SECURED, "success")
+            return redirect(url_for("account.reset_password", token=reset), 303)
+        alerts.check(token)
+    except accounts.LinkInvalid as invalid:
+        return _link_invalid(invalid, accounts.NOT_ME)
+    return render_template("account/not_me.html", title="Secure your account", form=form, token=token)
 
 
 @bp.errorhandler(TooManyRequests)

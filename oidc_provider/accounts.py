@@ -37,6 +37,7 @@ from .db import db, new_token, now, same, token_hash
 from .models import AccountToken, AuditEvent, SsoSession, Token, User
 
 ACTIVATION, RESET = "activation", "reset"
+NOT_ME = "not_me"  # "This wasn't me" in a new-device alert (alerts.py)
 DUPLICATE = "duplicate"  # the "you already have an account" notice: no token, counted in the audit log
 
 
@@ -59,6 +60,9 @@ LINK_MAILS = {
         "reset_password",
         "account.reset_password",
         "PASSWORD_RESET_LIFETIME",
+    ),
+    NOT_ME: LinkMail(
+        "New sign-in to your {portal} account", "new_device", "account.not_me", "NOT_ME_LINK_LIFETIME"
     ),
 }
 
@@ -452,6 +456,19 @@ def _use_all(user: User, purpose: str) -> None:
     open_rows = db.select(AccountToken).filter_by(user_id=user.id, purpose=purpose, used_at=None)
     for row in db.session.scalars(open_rows):
         row.used_at = at
+
+
+def issue_link(user: User, purpose: str) -> tuple[str, AccountToken]:
+    """A new emailed link's token and its row, for services that mail their
+    own message around it (caller commits)."""
+    token = _issue(user, purpose)
+    db.session.flush()
+    return token, db.session.scalar(db.select(AccountToken).filter_by(token_hash=token_hash(token)))
+
+
+def redeem_link(token: str, purpose: str) -> AccountToken:
+    """Use up an emailed link (caller commits). Raises LinkInvalid."""
+    return _redeem(token, purpose)
 
 
 def _issue(user: User, purpose: str) -> str:

@@ -16,12 +16,12 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from . import accounts, addresses, audit, mfa, mfa_support, outbox, provisioning, purge
+from . import accounts, addresses, audit, mfa, mfa_support, outbox, provisioning, purge, recovery
 from . import clients as clients_mod
 from . import keys as keys_mod
 from . import worker as worker_mod
 from .db import db, now
-from .models import AuditEvent, MfaMethod, User
+from .models import AuditEvent, MfaMethod, Passkey, User
 
 clients_cli = AppGroup("clients", help="The relying-party apps of clients.yaml.")
 keys_cli = AppGroup(
@@ -308,15 +308,20 @@ def _audit_row(r: AuditEvent) -> tuple[str, ...]:
 @mfa_cli.command("show")
 @click.argument("email")
 def mfa_show(email: str) -> None:
-    """EMAIL's sign-in methods: masked, kind, added, last used, confirmed or pending."""
+    """EMAIL's sign-in methods (masked, kind, added, last used, confirmed or
+    pending), passkeys included, and how many recovery codes are left."""
     user = _account(email)
     methods = mfa.all_methods(user)
-    if not methods:
+    if not methods and not user.passkeys:
         click.echo(f"{user.email} has no sign-in method: the next sign-in asks to set one up")
-        return
-    _echo_table(
-        ("method", "kind", "added (UTC)", "last used (UTC)", "state"), [_method_row(m) for m in methods]
-    )
+    else:
+        _echo_table(
+            ("method", "kind", "added (UTC)", "last used (UTC)", "state"),
+            [_method_row(m) for m in methods] + [_passkey_row(p) for p in user.passkeys],
+        )
+    left = recovery.left(user)
+    made = recovery.has_set(user)
+    click.echo(f"recovery codes: {left} of {recovery.COUNT} left" if made else "recovery codes: none made")
 
 
 def _method_row(m: MfaMethod) -> tuple[str, ...]:
@@ -329,19 +334,31 @@ def _method_row(m: MfaMethod) -> tuple[str, ...]:
     )
 
 
+def _passkey_row(p: Passkey) -> tuple[str, ...]:
+    return (
+        p.name,
+        "passkey (synced)" if p.backup_eligible else "passkey",
+        f"{p.created_at:%Y-%m-%d %H:%M}",
+        f"{p.last_used_at:%Y-%m-%d %H:%M}" if p.last_used_at else "never",
+        "confirmed",
+    )
+
+
 @mfa_cli.command("reset")
 @click.argument("email")
 @click.option("--reason", required=True, help="Why (e.g. the ticket); kept in the audit log.")
 def mfa_reset(email: str, reason: str) -> None:
-    """Remove every sign-in method of EMAIL and sign them out everywhere; the
-    next sign-in asks them to set up a method again. They are emailed."""
+    """Remove every sign-in method of EMAIL (passkeys and recovery codes too)
+    and sign them out everywhere; the next sign-in asks them to set up a
+    method again. They are emailed."""
     user = _account(email)
     if not reason.strip():
         raise click.BadParameter("say why, e.g. the support ticket", param_hint="--reason")
     done = mfa_support.support_reset(user, reason)
     click.echo(
         f"{user.email}: {done.methods_removed} sign-in method(s) removed, "
-        f"{done.sessions_ended} session(s) ended, trusted computers forgotten; "
+        f"{done.sessions_ended} session(s) ended, trusted computers forgotten, "
+        f"{done.recovery_codes_removed} recovery code(s) removed; "
         "the next sign-in asks to set up a method"
     )
     _report_mail(done.message_id, user.email, "emailed", "could not email")

@@ -104,6 +104,24 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("OTP_RESEND_COOLDOWN", 30, "Seconds before another code can be sent.", int),
     Setting("OTP_SENDS_PER_HOUR", 5, "Codes one method may be sent per hour.", int),
     Setting("OTP_MAX_ATTEMPTS", 5, "Wrong tries allowed for one sent code.", int),
+    Setting(
+        "PASSKEY_CHALLENGE_LIFETIME",
+        5 * MINUTE,
+        "Seconds a passkey prompt can be answered; its challenge works once.",
+        int,
+    ),
+    Setting(
+        "NEW_DEVICE_ALERTS",
+        True,
+        "Email a person when their account signs in from a browser it has not used before.",
+        bool,
+    ),
+    Setting(
+        "NOT_ME_LINK_LIFETIME",
+        DAY,
+        "Seconds the 'This wasn't me' link of a new-device alert works (once).",
+        int,
+    ),
     # guessing limits
     Setting(
         "LOGIN_FAILURES_BEFORE_LOCKOUT",

@@ -60,6 +60,7 @@ def metadata(app: Flask) -> dict[str, Any]:
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "acr_values_supported": list(interaction.ACR_VALUES),
+        "amr_values_supported": list(interaction.AMR_VALUES),
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "display_values_supported": ["page"],
         "ui_locales_supported": ["en"],

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, flash, redirect, render_template, request, url_for
 
-from . import audit, messages, mfa, outbox, sessions
+from . import audit, messages, mfa, outbox, passkeys, sessions
 from .db import db
-from .forms import CodeForm, EnrolEmailForm, EnrolSmsForm
+from .forms import AddPasskeyForm, CodeForm, EnrolEmailForm, EnrolSmsForm
 from .mfa import PhoneError
 from .models import MfaMethod, User
 from .security import limiter, row_id, safe_next
@@ -36,7 +36,7 @@ class NotAllowed(Exception):
 def enroller() -> tuple[User, str]:
     """(user, "signin" | "manage"), or NotAllowed with where to go instead."""
     pending = sessions.pending(sessions.ENROL)
-    if pending is not None and not pending.user.confirmed_methods:
+    if pending is not None and not pending.user.has_second_factor:
         return pending.user, "signin"
     sso = sessions.current()
     if sso is None:
@@ -104,6 +104,7 @@ def choose() -> str:
         mode=mode,
         has_totp=has_totp,
         reset_at=reset[0].at if reset else None,
+        passkeys=mode == "manage" and passkeys.available(),
     )
 
 
@@ -229,6 +230,51 @@ def send_code(method: MfaMethod) -> None:
     result = mfa.send_code(method, "enrol")
     sessions.remember_code_message(method.id, result.message_id)
     flash(*messages.code_sent(method, result))
+
+
+@bp.route("/passkey", methods=["GET", "POST"])
+@limiter.limit("20 per hour", methods=["POST"])
+def passkey() -> Response | str:
+    """Add a passkey (Manage MFA, after a fresh re-authentication): name it,
+    then the browser makes it; only its public key is kept."""
+    user, mode = enroller()
+    if mode != "manage" or not passkeys.available():
+        return redirect(url_for("enrol.choose", next=going_on()))
+    form = AddPasskeyForm()
+    if request.method == "GET":
+        form.name.data = sessions.device_label(request.user_agent.string)
+    message, status = None, 200
+    if form.validate_on_submit():
+        try:
+            added = passkeys.register(
+                user, sessions.browser_binding(), form.credential.data or "", form.name.data
+            )
+        except passkeys.PasskeyError as refused:
+            message, status = str(refused), 400
+        else:
+            return _passkey_added(user, added.name)
+    elif request.method == "POST":
+        status = 422
+    options = passkeys.registration_options(user, sessions.browser_binding())
+    return render_template(
+        "mfa/passkey.html",
+        title="Add a passkey",
+        form=form,
+        options=passkeys.options_json(options),
+        message=message,
+    ), status
+
+
+def _passkey_added(user: User, name: str) -> Response:
+    change = messages.passkey_added(name)
+    audit.record("mfa_added", user=user, kind="passkey", target=name)
+    sessions.revoke_trusted_computers(user.id)  # an MFA change ends every "trust this computer"
+    db.session.commit()
+    messages.mfa_changed(user, change.email)
+    flash(change.page, "success")
+    if going_on():
+        return redirect(url_for("portal.mfa_welcome", next=going_on()))
+    return redirect(url_for("portal.mfa_methods"))
 
 
 def init_app(app: Flask) -> None:

@@ -121,3 +121,27 @@ class EnrolSmsForm(FlaskForm):
 
 class ConfirmForm(FlaskForm):
     """A button that changes something (consent, remove, revoke, sign out)."""
+
+
+class PasskeyForm(FlaskForm):
+    """A passkey's answer, filled in by static/passkeys.js (sign-in, passwordless)."""
+
+    credential = HiddenField()
+    trust = BooleanField("Trust this computer (skip MFA for a week)")
+
+
+class AddPasskeyForm(FlaskForm):
+    name = StringField(
+        "Name this passkey",
+        [DataRequired("Give the passkey a name you will recognise."), Length(max=64)],
+        **_ac("off"),
+    )
+    credential = HiddenField()
+
+
+class RecoveryCodeForm(FlaskForm):
+    code = StringField(
+        "Recovery code",
+        [DataRequired("Enter one of your recovery codes."), Length(max=64)],
+        **_ac("off", autocapitalize="none", spellcheck="false", autofocus="autofocus"),
+    )

@@ -13,8 +13,12 @@ from datetime import datetime
 
 # Authentication Context Class References we issue (OIDC Core 2, `acr`).
 ACR_PASSWORD = "urn:login-portal:acr:pwd"  # password only (a trusted computer skipped MFA)
-ACR_MFA = "urn:login-portal:acr:mfa"  # password and a one-time code in this sign-in
+ACR_MFA = "urn:login-portal:acr:mfa"  # two factors in this sign-in: password and code, or a passkey
 ACR_VALUES = (ACR_PASSWORD, ACR_MFA)
+# The `amr` values a sign-in can carry (RFC 8176): password, one-time code, SMS,
+# a passkey held by one device (hwk) or synced (swk), the person verified on
+# the device (user), and more than one factor (mfa).
+AMR_VALUES = ("pwd", "otp", "sms", "hwk", "swk", "user", "mfa")
 # Also understood as a request for MFA (OpenID PAPE's multi-factor policy).
 MFA_REQUESTS = {ACR_MFA, "http://schemas.openid.net/pape/policies/2007/06/multi-factor", "mfa"}
 

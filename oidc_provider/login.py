@@ -9,10 +9,23 @@ from datetime import timedelta
 
 from flask import Blueprint, Flask, Response, current_app, flash, redirect, render_template, request, url_for
 
-from . import audit, devices, interaction, messages, mfa, outbox, sessions, signin, transactions
+from . import (
+    alerts,
+    audit,
+    devices,
+    interaction,
+    messages,
+    mfa,
+    outbox,
+    passkeys,
+    recovery,
+    sessions,
+    signin,
+    transactions,
+)
 from .clients import query_client
 from .db import db, now
-from .forms import CodeForm, LoginForm
+from .forms import CodeForm, LoginForm, PasskeyForm, RecoveryCodeForm
 from .models import LoginTransaction, MfaMethod, PendingSignIn, User
 from .security import client_ip, limiter, row_id, safe_next
 
@@ -58,10 +71,13 @@ def finish(
     trust: bool = False,
     tx: LoginTransaction | None = None,
     then: str | None = None,
+    via: str | None = None,
 ) -> Response:
     """Start the SSO session and go on; the only way a sign-in completes. It
     uses up the browser's pending sign-in: only one request finishes it.
-    `method`: the MFA method whose code was accepted, if any."""
+    `method`: the MFA method whose code was accepted, if any; `via`: what
+    else did (passkey, recovery). A browser the account has not used before
+    gets the person an email (alerts.py)."""
     pending = sessions.pending()
     if pending is None or pending.user_id != user.id or not sessions.consume_pending(pending):
         return redirect(url_for("login.password"))
@@ -74,13 +90,16 @@ def finish(
         email=user.email,
         client_id=tx.client_id if tx else None,
         amr=amr,
-        method=method.kind if method else None,
+        method=method.kind if method else via,
         sid=sso.sid,
         ip=client_ip(),
     )
     db.session.commit()
     response = redirect(then or continue_url(tx, next_url))
-    devices.remember(response, user)
+    new_browser = alerts.is_new_browser(user, devices.known(user))
+    device = devices.remember(response, user)
+    if new_browser:
+        alerts.send(user, device, sso.auth_time, client_ip())
     if trust:
         sessions.trust_this_computer(response, user)
     return response
@@ -89,15 +108,25 @@ def finish(
 def after_password(user: User, tx: LoginTransaction | None, next_url: str | None, reauth: bool) -> Response:
     """Password accepted: enrol a first method, skip MFA on a trusted computer,
     or ask for a code."""
-    purpose = sessions.ENROL if not user.confirmed_methods else sessions.REAUTH if reauth else sessions.SIGNIN
+    purpose = sessions.ENROL if not user.has_second_factor else sessions.REAUTH if reauth else sessions.SIGNIN
     sessions.begin_pending(user, purpose, tx.id if tx else None, safe_next(next_url))
-    if not user.confirmed_methods:
+    if not user.has_second_factor:
         return redirect(url_for("enrol.choose"))
     trusted = sessions.trusted_computer(user)
     if trusted is not None and not wants_mfa(tx) and not reauth:
         sessions.touch(trusted)
         return finish(user, ["pwd"], interaction.ACR_PASSWORD, mfa=False, tx=tx)
-    return redirect(url_for("login.second_factor"))
+    return redirect(second_step(user))
+
+
+def second_step(user: User) -> str:
+    """The page that asks for the second step: a passkey first when the
+    person has one (and passkeys work here), else a code."""
+    if user.passkeys and passkeys.available():
+        return url_for("login.passkey")
+    if not user.confirmed_methods:  # passkeys only, on an issuer where they cannot work
+        return url_for("login.recovery_code")
+    return url_for("login.second_factor")
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -117,24 +146,47 @@ def password() -> Response | str:
         if result.kind == "ok":
             return after_password(result.user, tx, request.args.get("next"), reauth)
         message = result.error
-    client = query_client(tx.client_id) if tx else None
     status = 200 if request.method == "GET" else STATUS.get(result.kind if result else "invalid", 401)
+    return _password_page(
+        form,
+        tx,
+        message,
+        status,
+        reauth=reauth,
+        next_url=safe_next(request.args.get("next")),
+        not_activated=bool(result and result.kind == "not_activated"),
+    )
+
+
+def _password_page(
+    form: LoginForm,
+    tx: LoginTransaction | None,
+    message: str | None,
+    status: int,
+    *,
+    reauth: bool = False,
+    next_url: str | None = None,
+    not_activated: bool = False,
+) -> tuple[str, int]:
+    options = passwordless_options(tx)
+    if options:  # the browser offers the site's passkeys in the address field's autofill
+        form.email.render_kw = {**form.email.render_kw, "autocomplete": "username webauthn"}
     return render_template(
         "login/password.html",
         title="Sign in",
         form=form,
         message=message,
-        client=client,
-        not_activated=bool(result and result.kind == "not_activated"),
+        client=query_client(tx.client_id) if tx else None,
+        not_activated=not_activated,
         tx=tx,
         reauth=reauth,
-        cancel=safe_next(request.args.get("next")) or url_for("portal.home"),
+        cancel=next_url or url_for("portal.home"),
         action=url_for(
-            "login.password",
-            tx=tx.id if tx else None,
-            reauth=1 if reauth else None,
-            next=safe_next(request.args.get("next")),
+            "login.password", tx=tx.id if tx else None, reauth=1 if reauth else None, next=next_url
         ),
+        passkey_options=options,
+        passkey_action=url_for("login.passwordless", tx=tx.id if tx else None, next=next_url),
+        passkey_form=PasskeyForm(formdata=None),
     ), status
 
 
@@ -146,12 +198,19 @@ def step_up() -> Response:
     if sso is None or tx is None:
         return redirect(url_for("login.password", tx=tx.id if tx else None))
     sessions.begin_pending(sso.user, sessions.STEP_UP, tx.id)
-    return redirect(url_for("login.second_factor"))
+    return redirect(second_step(sso.user))
 
 
 # -- the second step: a one-time code ----------------------------------------------
 
-AMR = {"totp": ["pwd", "otp", "mfa"], "email": ["pwd", "otp", "mfa"], "sms": ["pwd", "otp", "sms", "mfa"]}
+# RFC 8176 for each code method; a recovery code is a second factor of its own kind
+# (something the person has), not a one-time password of RFC 4226/6238. Passkeys: passkeys.amr.
+AMR = {
+    "totp": ["pwd", "otp", "mfa"],
+    "email": ["pwd", "otp", "mfa"],
+    "sms": ["pwd", "otp", "sms", "mfa"],
+    "recovery": ["pwd", "mfa"],
+}
 
 
 def _pending_user() -> tuple[User | None, PendingSignIn | None]:
@@ -178,8 +237,10 @@ def second_factor() -> Response | str:
     user, pending = _pending_user()
     if user is None:
         return redirect(url_for("login.password"))
-    if not user.confirmed_methods:
+    if not user.has_second_factor:
         return redirect(url_for("enrol.choose"))
+    if not user.confirmed_methods:  # passkeys only
+        return redirect(second_step(user))
     tx = transactions.find(pending.tx_id)
     form = CodeForm()
     method = _chosen(user, form.method.data if request.method == "POST" else request.args.get("method"))
@@ -217,6 +278,7 @@ def second_factor() -> Response | str:
         code_sent=_code_sent(method),
         locked=standing.locked,
         not_sent=_not_sent(method),
+        has_passkey=bool(user.passkeys) and passkeys.available(),
     ), status
 
 
@@ -266,7 +328,7 @@ def enrolled() -> Response:
     tx = transactions.find(pending.tx_id)
     audit.record("mfa_added", user=user, email=user.email, kind=method.kind, target=mfa.mask(method))
     going_on = continue_url(tx, pending.next_url)
-    return finish(
+    response = finish(
         user,
         AMR[method.kind],
         interaction.ACR_MFA,
@@ -275,6 +337,162 @@ def enrolled() -> Response:
         tx=tx,
         then=url_for("portal.mfa_welcome", next=going_on),
     )
+    if sessions.current() is not None and not recovery.has_set(user):  # the sign-in completed
+        sessions.keep_to_show(recovery.generate(user))  # shown once, on the welcome page
+        audit.record("recovery_codes_generated", user=user, count=recovery.COUNT)
+        db.session.commit()
+    return response
+
+
+# -- passkeys ----------------------------------------------------------------------
+
+
+@bp.route("/login/passkey", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"], methods=["POST"], deduct_when=_failed)
+def passkey() -> Response | str:
+    """The second step with a passkey, offered first to a person who has one."""
+    user, pending = _pending_user()
+    if user is None:
+        return redirect(url_for("login.password"))
+    if not user.passkeys or not passkeys.available():
+        return redirect(url_for("login.second_factor"))
+    tx = transactions.find(pending.tx_id)
+    form = PasskeyForm()
+    message, status = None, 200
+    if form.validate_on_submit():
+        try:
+            assertion = passkeys.authenticate(
+                sessions.browser_binding(), form.credential.data or "", user=user, pending=pending
+            )
+        except passkeys.PasskeyError as refused:
+            audit.record(
+                "mfa_failed", user=user, outcome="failed", method="passkey", client_id=_client_id(tx)
+            )
+            db.session.commit()
+            message, status = str(refused), 401
+        else:
+            trust = bool(form.trust.data) and pending.purpose == sessions.SIGNIN
+            amr = passkeys.amr(assertion, with_password=True)
+            return finish(user, amr, interaction.ACR_MFA, mfa=True, via="passkey", trust=trust, tx=tx)
+    elif request.method == "POST":
+        status = 422
+    options = passkeys.authentication_options(sessions.browser_binding(), user=user, pending=pending)
+    return render_template(
+        "login/passkey.html",
+        title="Use your passkey",
+        form=form,
+        options=passkeys.options_json(options),
+        message=message,
+        tx=tx,
+        client=query_client(tx.client_id) if tx else None,
+        step_up=pending.purpose == sessions.STEP_UP,
+        reauth=pending.purpose == sessions.REAUTH,
+        codes=bool(user.confirmed_methods),
+        cancel=pending.next_url or url_for("portal.home"),
+    ), status
+
+
+def _client_id(tx: LoginTransaction | None) -> str | None:
+    return tx.client_id if tx else None
+
+
+def passwordless_options(tx: LoginTransaction | None) -> str | None:
+    """The passkey request the sign-in page offers ("Sign in with a passkey",
+    and the browser's autofill), or None where passkeys cannot work."""
+    if not passkeys.available():
+        return None
+    options = passkeys.authentication_options(sessions.browser_binding(), tx_id=tx.id if tx else None)
+    return passkeys.options_json(options)
+
+
+@bp.post("/login/passkey/any")
+@limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"], deduct_when=_failed)
+def passwordless() -> Response | tuple[str, int]:
+    """Sign in with a passkey alone: the passkey holds the account and the
+    device verified the person, so it stands for the password and MFA."""
+    tx = _tx()
+    form = PasskeyForm()
+    next_url = safe_next(request.args.get("next"))
+    if form.validate_on_submit() and passkeys.available():
+        try:
+            assertion = passkeys.authenticate(
+                sessions.browser_binding(), form.credential.data or "", tx_id=tx.id if tx else None
+            )
+        except passkeys.PasskeyError:
+            pass
+        else:
+            user = assertion.user
+            if user.is_active:
+                sessions.begin_pending(user, sessions.SIGNIN, tx.id if tx else None, next_url)
+                amr = passkeys.amr(assertion, with_password=False)
+                return finish(user, amr, interaction.ACR_MFA, mfa=True, via="passkey", tx=tx)
+    audit.record(
+        "signin_failed", outcome="failed", reason="passkey", client_id=_client_id(tx), ip=client_ip()
+    )
+    db.session.commit()
+    return _password_page(LoginForm(formdata=None), tx, passkeys.REFUSED, 401, next_url=next_url)
+
+
+# -- recovery codes ----------------------------------------------------------------
+
+
+@bp.route("/login/recovery", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"], methods=["POST"], deduct_when=_failed)
+def recovery_code() -> Response | str:
+    """A recovery code where a one-time code is asked for. It signs in, tells
+    the person by email how many are left, and leads to Manage MFA to set up
+    a new method."""
+    user, pending = _pending_user()
+    if user is None:
+        return redirect(url_for("login.password"))
+    if not user.has_second_factor:
+        return redirect(url_for("enrol.choose"))
+    tx = transactions.find(pending.tx_id)
+    form = RecoveryCodeForm()
+    message, status = None, 200
+    if form.validate_on_submit():
+        result = signin.check_recovery_code(user, form.code.data, _client_id(tx))
+        if result.error is None:
+            return _recovered(user, pending, tx)
+        message, status = result.error, STATUS[result.kind]
+    elif request.method == "POST":
+        status = 422
+    standing = signin.standing(user)
+    if standing.locked:
+        status = 429
+    return render_template(
+        "login/recovery.html",
+        title="Use a recovery code",
+        form=form,
+        message=message or standing.message,
+        locked=standing.locked,
+        tx=tx,
+        client=query_client(tx.client_id) if tx else None,
+        cancel=pending.next_url or url_for("portal.home"),
+        has_passkey=bool(user.passkeys) and passkeys.available(),
+        codes=bool(user.confirmed_methods),
+    ), status
+
+
+def _recovered(user: User, pending: PendingSignIn, tx: LoginTransaction | None) -> Response:
+    """A recovery code signed in: audited, mailed, and on to Manage MFA (then
+    where the sign-in was going)."""
+    left = recovery.left(user)
+    audit.record("recovery_code_used", user=user, left=left, client_id=_client_id(tx))
+    going_on = continue_url(tx, pending.next_url)
+    response = finish(
+        user,
+        AMR["recovery"],
+        interaction.ACR_MFA,
+        mfa=True,
+        via="recovery",
+        tx=tx,
+        then=url_for("portal.mfa_methods", next=going_on),
+    )
+    if sessions.current() is not None:
+        flash(messages.recovery_code_signed_in(left), "info")
+        messages.recovery_code_used(user, left)
+    return response
 
 
 def init_app(app: Flask) -> None:

@@ -140,3 +140,50 @@ def mfa_reset(user: User) -> int | None:
         login_link=delivery.link("login.password"),
         forgot_link=delivery.link("account.forgot_password"),
     )
+
+
+# --- passkeys and recovery codes -----------------------------------------------------
+
+
+def describe_passkey(name: str) -> str:
+    """A passkey in a sentence: "the passkey “Work laptop”"."""
+    return f"the passkey “{name}”"
+
+
+def passkey_added(name: str) -> Change:
+    return Change(
+        f"A new sign-in method ({describe_passkey(name)}) was added",
+        f"Done: you can now sign in with {describe_passkey(name)}.",
+    )
+
+
+def recovery_codes_made() -> Change:
+    return Change(
+        "A new set of recovery codes was made, and the earlier codes no longer work",
+        "Here are your new recovery codes. The earlier ones no longer work.",
+    )
+
+
+def recovery_code_signed_in(left: int) -> str:
+    """The flash after a sign-in with a recovery code."""
+    if left == 0:
+        return (
+            "You signed in with your last recovery code. Set up a new sign-in method now, "
+            "and make a new set of recovery codes."
+        )
+    if left == 1:
+        return "You signed in with a recovery code; 1 is left. Set up a new sign-in method now."
+    return f"You signed in with a recovery code; {left} are left. Set up a new sign-in method now."
+
+
+def recovery_code_used(user: User, left: int) -> bool:
+    """Email the account address that a recovery code was used, and how many are left."""
+    return delivery.send_mail(
+        user.email,
+        f"A recovery code was used for your {current_app.config['PORTAL_NAME']} account",
+        "recovery_code_used",
+        name=user.name,
+        left=left,
+        manage_link=delivery.link("portal.mfa_methods"),
+        forgot_link=delivery.link("account.forgot_password"),
+    )

@@ -553,12 +553,12 @@ def _mask_phone(e164: str) -> str:
 
 def remove(user: User, method_id: int) -> None:
     """Remove one of the user's methods. Raises `LastMethodError` for the last
-    confirmed one (SPEC 9: only support resets MFA) and `LookupError` for an id
+    confirmed one when no passkey is left either (SPEC 9: only support resets MFA) and `LookupError` for an id
     that is not the user's."""
     method = find(user, method_id)
     if method is None:
         raise LookupError(f"user {user.id} has no MFA method {method_id}")
-    if method.confirmed_at is not None and len(user.confirmed_methods) == 1:
+    if method.confirmed_at is not None and len(user.confirmed_methods) == 1 and not user.passkeys:
         raise LastMethodError()
     for pending in user.mfa_methods:
         if pending.replaces_id == method.id:
@@ -568,10 +568,11 @@ def remove(user: User, method_id: int) -> None:
 
 
 def reset_all(user: User) -> int:
-    """Support reset: delete every method of the user (the user enrols again at
-    the next sign-in); returns how many there were. The caller ends sessions,
+    """Support reset: delete every method of the user, passkeys too (the user
+    enrols again at the next sign-in); returns how many there were. The caller ends sessions,
     forgets trusted computers and writes the audit record."""
-    count = len(user.mfa_methods)
+    count = len(user.mfa_methods) + len(user.passkeys)
     user.mfa_methods.clear()
+    user.passkeys.clear()
     db.session.commit()
     return count

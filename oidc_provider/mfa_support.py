@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import accounts, audit, messages, mfa
+from . import accounts, audit, messages, mfa, recovery
 from .models import User
 
 REASON_MAX = 500  # as `users disable --reason`
@@ -23,7 +23,8 @@ REASON_MAX = 500  # as `users disable --reason`
 class ResetReport:
     """What a support reset did."""
 
-    methods_removed: int  # confirmed and pending
+    methods_removed: int  # confirmed and pending, passkeys too
+    recovery_codes_removed: int  # unused ones
     sessions_ended: int
     message_id: int | None  # the email telling the account address; None: tell them another way
 
@@ -35,9 +36,16 @@ def support_reset(user: User, reason: str) -> ResetReport:
     if not reason:
         raise ValueError("a support reset needs a reason")
     sessions_ended = accounts.end_access(user)
-    removed = len(user.mfa_methods)
+    removed = len(user.mfa_methods) + len(user.passkeys)
+    codes = recovery.left(user)
     audit.record(
-        "mfa_reset", user=user, reason=reason, methods_removed=removed, sessions_ended=sessions_ended
+        "mfa_reset",
+        user=user,
+        reason=reason,
+        methods_removed=removed,
+        recovery_codes_removed=codes,
+        sessions_ended=sessions_ended,
     )
-    mfa.reset_all(user)  # commits the audit record with the deletion
-    return ResetReport(removed, sessions_ended, messages.mfa_reset(user))
+    recovery.remove_all(user)
+    mfa.reset_all(user)  # commits the audit record and the codes with the deletion
+    return ResetReport(removed, codes, sessions_ended, messages.mfa_reset(user))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .db import db, new_token, now, timestamp
@@ -38,6 +38,9 @@ class User(db.Model):
     mfa_methods: Mapped[list[MfaMethod]] = relationship(
         back_populates="user", cascade="all, delete-orphan", order_by="MfaMethod.id"
     )
+    passkeys: Mapped[list[Passkey]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", order_by="Passkey.id"
+    )
 
     @property
     def is_active(self) -> bool:
@@ -49,6 +52,11 @@ class User(db.Model):
     @property
     def confirmed_methods(self) -> list[MfaMethod]:
         return [m for m in self.mfa_methods if m.confirmed_at is not None]
+
+    @property
+    def has_second_factor(self) -> bool:
+        """A confirmed code method or a passkey: the enrolment gate is passed."""
+        return bool(self.confirmed_methods or self.passkeys)
 
 
 class LoginThrottle(db.Model):
@@ -109,8 +117,58 @@ class MfaMethod(db.Model):
     user: Mapped[User] = relationship(back_populates="mfa_methods")
 
 
+class Passkey(db.Model):
+    """A WebAuthn credential (passkey) the user registered: a sign-in method
+    besides the code methods. Only its public key is stored (passkeys.py)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    # base64url of the credential ID (at most 1023 bytes, WebAuthn 5.8.3)
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE_Key, as the authenticator gave it
+    sign_count: Mapped[int] = mapped_column(default=0)
+    transports: Mapped[list[str] | None] = mapped_column(JSON)
+    aaguid: Mapped[str | None] = mapped_column(String(36))
+    backup_eligible: Mapped[bool] = mapped_column(default=False)  # a synced (multi-device) passkey
+    backed_up: Mapped[bool] = mapped_column(default=False)
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    last_used_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(back_populates="passkeys")
+
+
+class PasskeyChallenge(db.Model):
+    """A WebAuthn challenge handed to one browser (`browser_hash`) for one
+    ceremony: `register`, `signin` (after the password, bound to its pending
+    sign-in) or `passwordless` (bound to the app's parked request, if any).
+    It works once (`used_at`) until `expires_at`."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    challenge: Mapped[str] = mapped_column(String(100), unique=True)  # base64url
+    purpose: Mapped[str] = mapped_column(String(20))
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    pending_id: Mapped[int | None] = mapped_column(ForeignKey("pending_sign_in.id", ondelete="CASCADE"))
+    tx_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None]
+
+
+class RecoveryCode(db.Model):
+    """One of a user's ten single-use recovery codes; only its SHA-256 is stored."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    used_at: Mapped[datetime | None]
+
+
 class AccountToken(db.Model):
-    """A single-use emailed link: `activation` (48 h) or `reset` (1 h)."""
+    """A single-use emailed link: `activation` (48 h), `reset` (1 h) or
+    `not_me` (24 h, "This wasn't me" in a new-device alert)."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
@@ -121,6 +179,8 @@ class AccountToken(db.Model):
     used_at: Mapped[datetime | None]
     # an activation link's: the password it activates, chosen by the registration it was sent for
     password_hash: Mapped[str | None] = mapped_column(String(200))
+    # a new-device alert's link: the browser it is about (forgotten when it wasn't the person)
+    known_device_id: Mapped[int | None] = mapped_column(ForeignKey("known_device.id", ondelete="SET NULL"))
 
     user: Mapped[User] = relationship()
 

@@ -24,12 +24,12 @@ from flask import (
     url_for,
 )
 
-from . import accounts, audit, logout, messages, mfa, passwords, sessions, signin
+from . import accounts, audit, logout, messages, mfa, passkeys, passwords, recovery, sessions, signin
 from .clients import Client, all_clients, query_client
 from .db import db, now, same
 from .forms import ChangePasswordForm, ConfirmForm
 from .mfa import LastMethodError
-from .models import SsoSession, TrustedComputer
+from .models import SsoSession, TrustedComputer, User
 from .security import csrf, safe_next
 
 bp = Blueprint("portal", __name__)
@@ -65,8 +65,24 @@ def fresh(view: Callable[..., Any]) -> Callable[..., Any]:
 def home(sso: SsoSession) -> str:
     apps = [c for c in all_clients().values() if c.home_url]
     return render_template(
-        "portal/home.html", title="Your apps", user=sso.user, apps=apps, methods=mfa.methods(sso.user)
+        "portal/home.html",
+        title="Your apps",
+        user=sso.user,
+        apps=apps,
+        methods=mfa.methods(sso.user),
+        **_reminders(sso.user),
     )
+
+
+def _reminders(user: User) -> dict[str, Any]:
+    """What the reminders on the portal's pages go by: how many sign-in
+    methods (passkeys too) and recovery codes the person has."""
+    left = recovery.left(user)
+    return {
+        "total": len(mfa.methods(user)) + len(user.passkeys),
+        "recovery_left": left,
+        "recovery_reminder": left < recovery.REMIND_BELOW,
+    }
 
 
 @bp.get("/account")
@@ -98,6 +114,7 @@ def details(sso: SsoSession) -> str:
         device=sessions.device_label,
         describe=messages.describe,
         apps=all_clients(),
+        **_reminders(user),
     )
 
 
@@ -148,10 +165,57 @@ def mfa_methods(sso: SsoSession) -> str:
         title="Manage MFA",
         user=user,
         methods=mfa.methods(user),
+        passkeys=user.passkeys,
+        can_add_passkey=passkeys.available(),
+        recovery_count=recovery.COUNT,
+        **_reminders(user),
         mask=mfa.mask,
         describe=messages.describe,
         fresh=sessions.is_fresh(sso),
         form=ConfirmForm(),
+        next=safe_next(request.args.get("next")),
+    )
+
+
+@bp.post("/account/mfa/passkeys/<int:passkey_id>/remove")
+@signed_in
+@fresh
+def remove_passkey(sso: SsoSession, passkey_id: int) -> Response:
+    user = sso.user
+    passkey = passkeys.find(user, passkey_id)
+    if passkey is None or not ConfirmForm().validate_on_submit():
+        abort(404)
+    name = passkey.name
+    change = messages.method_removed(messages.describe_passkey(name))
+    try:
+        passkeys.remove(user, passkey)
+    except LastMethodError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("portal.mfa_methods"), 303)
+    audit.record("mfa_removed", user=user, kind="passkey", target=name)
+    sessions.revoke_trusted_computers(user.id)  # an MFA change ends every "trust this computer"
+    db.session.commit()
+    messages.mfa_changed(user, change.email)
+    flash(change.page, "success")
+    return redirect(url_for("portal.mfa_methods"), 303)
+
+
+@bp.post("/account/mfa/recovery-codes")
+@signed_in
+@fresh
+def new_recovery_codes(sso: SsoSession) -> str:
+    """A new set of recovery codes, shown in the answer to this request only;
+    the earlier set stops working."""
+    user = sso.user
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    codes = recovery.generate(user)
+    audit.record("recovery_codes_generated", user=user, count=len(codes))
+    db.session.commit()
+    change = messages.recovery_codes_made()
+    messages.mfa_changed(user, change.email)
+    return render_template(
+        "portal/recovery_codes.html", title="Your recovery codes", codes=codes, message=change.page
     )
 
 
@@ -189,6 +253,7 @@ def mfa_welcome(sso: SsoSession) -> str:
         methods=mfa.methods(sso.user),
         mask=mfa.mask,
         next=going_on,
+        codes=sessions.take_to_show(),  # the recovery codes of the first method, shown this once
     )
 
 

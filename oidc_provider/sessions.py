@@ -14,15 +14,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography.fernet import InvalidToken
 from flask import Response, current_app, request, session
 from sqlalchemy import delete, update
 from sqlalchemy.orm import joinedload
 from user_agents import parse as parse_user_agent
 
-from . import logout
+from . import crypto, logout
 from .db import db, new_token, now, same, token_hash
 from .models import PendingSignIn, SsoSession, TrustedComputer, User
 
@@ -258,6 +260,30 @@ def code_message(method_id: int) -> int | None:
     """The outbox id of the code this browser last asked for `method_id`."""
     value = session.get(CODE_MESSAGES_KEY, {}).get(str(method_id))
     return value if isinstance(value, int) else None
+
+
+# -- shown once ---------------------------------------------------------------------
+
+SHOW_ONCE_KEY = "show_once"
+SHOW_ONCE = b"shown-once-v1"  # the HKDF label of what waits in the cookie to be shown (crypto.py)
+
+
+def keep_to_show(value: list[str]) -> None:
+    """Keep `value` (recovery codes) for the next page of this browser to show
+    once; encrypted, since the session cookie is only signed."""
+    session[SHOW_ONCE_KEY] = crypto.encrypt(SHOW_ONCE, json.dumps(value).encode())
+
+
+def take_to_show() -> list[str]:
+    """What `keep_to_show` kept, gone from the cookie once taken (empty if nothing)."""
+    kept = session.pop(SHOW_ONCE_KEY, None)
+    if not isinstance(kept, str):
+        return []
+    try:
+        value = json.loads(crypto.decrypt(SHOW_ONCE, kept))
+    except (InvalidToken, ValueError):
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 # -- trusted computer ---------------------------------------------------------------

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 
-from . import accounts, audit, devices, lockout, messages, mfa, passwords
+from . import accounts, audit, devices, lockout, messages, mfa, passwords, recovery
 from .db import db, now, token_hash
 from .lockout import Counted
 from .models import KnownDevice, LoginThrottle, MfaMethod, User
@@ -39,7 +39,7 @@ class CodeResult:
     """What `check_code` decided: None for a right code, else the message."""
 
     error: str | None = None
-    kind: str = "ok"  # ok, wrong, replayed, locked
+    kind: str = "ok"  # ok, wrong, replayed, locked, invalid (not shaped like a code)
 
 
 @dataclass(frozen=True)
@@ -203,6 +203,29 @@ def check_code(user: User, method: MfaMethod, code: str, client_id: str | None =
     if seconds := locked_for(counted):
         return CodeResult(locked_message(seconds), "locked")
     return CodeResult(_with_warning(messages.code_refusal(result, method.kind), counted), "wrong")
+
+
+RECOVERY_WRONG = "That recovery code is not right, or it was already used. Check it and try again."
+RECOVERY_SHAPE = "A recovery code has 16 letters and digits, like abcd-efgh-jkmn-pqrs."
+
+
+def check_recovery_code(user: User, code: str, client_id: str | None = None) -> CodeResult:
+    """A recovery code where a one-time code is asked for: a guess like a
+    code, judged only while the guessing limit allows. Something that is not
+    even shaped like a code costs no try."""
+    if len(recovery.normalize(code)) != recovery.LENGTH:
+        return CodeResult(RECOVERY_SHAPE, "invalid")
+    counted = counter(user)
+    if not lockout.reserve(counted):
+        return CodeResult(_refusal(counted), "locked")
+    if recovery.use(user, code):
+        lockout.release(counted)
+        db.session.commit()
+        return CodeResult()
+    _count_wrong(counted, "mfa_failed", user, client_id=client_id, method="recovery")
+    if seconds := locked_for(counted):
+        return CodeResult(locked_message(seconds), "locked")
+    return CodeResult(_with_warning(RECOVERY_WRONG, counted), "wrong")
 
 
 def standing(user: User) -> Standing:

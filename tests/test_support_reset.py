@@ -48,12 +48,13 @@ def test_show_lists_every_method_masked(app, rp, devices, clock, cli):
     result = cli("show", rp.user.email.upper())
 
     assert result.exit_code == 0, result.output
-    header, totp, email, sms = result.output.splitlines()
+    header, totp, email, sms, codes = result.output.splitlines()
     assert header.split() == ["method", "kind", "added", "(UTC)", "last", "used", "(UTC)", "state"]
     assert totp.split()[:3] == ["Authenticator", "app", "totp"] and totp.endswith("confirmed")
     assert totp.count("2026-11-26 12:00") == 2  # added, and used by this sign-in
     assert email.startswith("b***@example.org") and " email " in email and email.endswith("confirmed")
     assert sms.startswith("+31 6 ****5678") and "never" in sms and "pending" in sms
+    assert codes == "recovery codes: none made"
     assert TARGETS["email"][0] not in result.output and TARGETS["sms"][0] not in result.output
 
 
@@ -72,7 +73,12 @@ def test_reset_removes_every_method_and_ends_all_access(app, rp, devices, cli):
     assert trusted_count(app, rp.user) == 0
     with app.app_context():
         [record] = audit.query(user_id=rp.user.id, events=["mfa_reset"])
-        assert record.details == {"reason": REASON, "methods_removed": 2, "sessions_ended": 1}
+        assert record.details == {
+            "reason": REASON,
+            "methods_removed": 2,
+            "recovery_codes_removed": 0,
+            "sessions_ended": 1,
+        }
     # signed out: an app asking silently is told to sign in; its access token is dead
     assert query(rp.authorize(prompt="none").location)["error"] == "login_required"
     bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
