@@ -81,12 +81,17 @@ def password_step(rp: RP) -> object:
 def passkey_step(rp: RP, device: Authenticator, origin: str = ORIGIN, **kw) -> object:
     page = rp.browser.get("/login/passkey")
     assert page.status_code == 200, page.location
-    return rp.browser.post("/login/passkey", data={"credential": device.get(options_in(page.data), origin, **kw)})
+    return rp.browser.post(
+        "/login/passkey", data={"credential": device.get(options_in(page.data), origin, **kw)}
+    )
 
 
 def claims_after(rp: RP, response) -> dict:
     """The finished sign-in goes back to /authorize: the app's ID token."""
-    assert response.status_code == 302 and path(response) == "/authorize", (response.status_code, text(response))
+    assert response.status_code == 302 and path(response) == "/authorize", (
+        response.status_code,
+        text(response),
+    )
     tokens = rp.token(rp.code_from(rp.browser.get(response.location))).json
     return rp.checked_id_token(tokens)
 
