@@ -186,7 +186,6 @@ def _password_page(
         ),
         passkey_options=options,
         passkey_action=url_for("login.passwordless", tx=tx.id if tx else None, next=next_url),
-        passkey_form=PasskeyForm(formdata=None),
     ), status
 
 

@@ -1,13 +1,16 @@
 // Passkeys on the portal's pages. A form marked data-passkey="get" or "create"
 // asks the browser for a passkey when it is submitted, puts the answer (JSON)
 // in its hidden "credential" field and sends it on; the server checks it all.
-// The options come from the page's own JSON data block (#passkey-options), so
-// no script is inline and nothing is fetched. A form marked
-// data-passkey-conditional also offers the passkeys in the browser's autofill.
+// Another element so marked (the sign-in page keeps a single form) does the
+// same when its button is pressed, posting to its data-action with its
+// data-csrf. The options come from the page's own JSON data block
+// (#passkey-options), so no script is inline and nothing is fetched. An
+// element marked data-passkey-conditional also offers the passkeys in the
+// browser's autofill.
 (function () {
   "use strict";
   var data = document.getElementById("passkey-options");
-  var forms = document.querySelectorAll("form[data-passkey]");
+  var forms = document.querySelectorAll("[data-passkey]");
   if (!data || !forms.length) { return; }
   var supported = !!(window.PublicKeyCredential && navigator.credentials);
 
@@ -52,8 +55,23 @@
     var status = form.querySelector("[data-passkey-status]");
     if (status) { status.textContent = text; status.hidden = !text; }
   }
-  function send(form, credential) {
-    form.querySelector("input[name=credential]").value = JSON.stringify(asJSON(credential));
+  function field(form, name, value) {
+    var input = document.createElement("input");
+    input.type = "hidden"; input.name = name; input.value = value;
+    form.appendChild(input);
+  }
+  function send(place, credential) {
+    var answer = JSON.stringify(asJSON(credential));
+    if (place.tagName === "FORM") {
+      place.querySelector("input[name=credential]").value = answer;
+      place.submit();
+      return;
+    }
+    var form = document.createElement("form");
+    form.method = "post"; form.action = place.getAttribute("data-action");
+    field(form, "csrf_token", place.getAttribute("data-csrf"));
+    field(form, "credential", answer);
+    document.body.appendChild(form);
     form.submit();
   }
 
@@ -65,7 +83,7 @@
       Array.prototype.forEach.call(form.querySelectorAll("button"), function (b) { b.disabled = true; });
       return;
     }
-    form.addEventListener("submit", function (event) {
+    var start = function (event) {
       event.preventDefault();
       var name = form.querySelector("input[name=name]");
       if (name && !name.value.trim()) { name.focus(); say(form, "Give the passkey a name first."); return; }
@@ -77,7 +95,9 @@
       ask.then(function (credential) { send(form, credential); }, function () {
         say(form, form.getAttribute("data-cancelled") || "No passkey was used. Try again, or choose another way.");
       });
-    });
+    };
+    if (form.tagName === "FORM") { form.addEventListener("submit", start); }
+    else { form.querySelector("button").addEventListener("click", start); }
     if (form.hasAttribute("data-passkey-conditional") && PublicKeyCredential.isConditionalMediationAvailable) {
       PublicKeyCredential.isConditionalMediationAvailable().then(function (available) {
         if (!available) { return; }
