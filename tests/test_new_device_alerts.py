@@ -74,7 +74,7 @@ def test_this_wasnt_me_ends_all_access_and_starts_a_password_reset(rp, app, smtp
     owner = rp.app.test_client()
 
     page = owner.get(link)  # a mail scanner opening the link changes nothing
-    assert page.status_code == 200 and "Sign out everywhere and change my password" in text(page)
+    assert page.status_code == 200 and "Secure my account" in text(page)
     with app.app_context():
         assert db.session.query(SsoSession).filter_by(ended_at=None).count() == 2
 

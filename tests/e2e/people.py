@@ -145,7 +145,7 @@ def sign_in_with_password(page: Page, account: Account) -> None:
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     page.get_by_label("Email address").fill(account.email)
     page.get_by_label("Password", exact=True).fill(account.password)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 def enter_code(page: Page, code: str, trust: bool = False) -> None:

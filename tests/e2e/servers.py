@@ -134,7 +134,7 @@ def provider_env(
         PYTHONUNBUFFERED="1",
         WEB_HOST=HOST,
         WEB_PORT=str(port),
-        OIDC_ISSUER=url(port),
+        OIDC_ISSUER=settings.pop("OIDC_ISSUER", url(port)),  # http://localhost:… where passkeys are tried
         DATABASE_URL=f"sqlite:///{folder / 'e2e.sqlite3'}",
         OIDC_KEYS_DIR=str(folder / "keys"),
         OIDC_CLIENTS_FILE=str(clients_file),
@@ -160,7 +160,8 @@ def provider_process(
     folder.mkdir(parents=True, exist_ok=True)
     clients_file = folder / "clients.yaml"
     clients_file.write_text(yaml.safe_dump({"clients": clients}, sort_keys=False))
-    provider = Provider(url(port), provider_env(folder, port, smtp_port, clients_file, **settings), folder)
+    env = provider_env(folder, port, smtp_port, clients_file, **settings)
+    provider = Provider(env["OIDC_ISSUER"], env, folder)
     migrated = provider.cli("db", "upgrade")
     assert migrated.returncode == 0, migrated.stderr
     with running(SERVE, provider.env, provider.log, f"{provider.url}/health/ready"):
