@@ -3,7 +3,10 @@
 Event names: registered, activated, activation_resent, signin_ok,
 signin_failed, locked_out, password_changed, password_reset_requested,
 password_reset, logout, account_disabled, account_enabled, mail_failed,
-mfa_* (enrolled, removed, reset…), key_rotated, keys_imported, keys_exported.
+mfa_* (added, removed, failed, reset…; `kind`/`method` passkey and recovery
+too), recovery_codes_generated, recovery_code_used, new_device_alert,
+signin_disowned ("This wasn't me"), key_rotated, keys_imported, keys_exported.
+`signin_ok` names its `method`: totp, email, sms, passkey or recovery.
 
 `record` adds the row to the current database session and does not commit:
 the event is stored in the same transaction as the change it describes, so

@@ -336,11 +336,17 @@ def enrolled() -> Response:
         tx=tx,
         then=url_for("portal.mfa_welcome", next=going_on),
     )
-    if sessions.current() is not None and not recovery.has_set(user):  # the sign-in completed
+    if _signed_in_as(user) and not recovery.has_set(user):
         sessions.keep_to_show(recovery.generate(user))  # shown once, on the welcome page
         audit.record("recovery_codes_generated", user=user, count=recovery.COUNT)
         db.session.commit()
     return response
+
+
+def _signed_in_as(user: User) -> bool:
+    """`finish` completed the sign-in of `user` in this browser."""
+    sso = sessions.current()
+    return sso is not None and sso.user_id == user.id
 
 
 # -- passkeys ----------------------------------------------------------------------
@@ -488,7 +494,7 @@ def _recovered(user: User, pending: PendingSignIn, tx: LoginTransaction | None) 
         tx=tx,
         then=url_for("portal.mfa_methods", next=going_on),
     )
-    if sessions.current() is not None:
+    if _signed_in_as(user):
         flash(messages.recovery_code_signed_in(left), "info")
         messages.recovery_code_used(user, left)
     return response

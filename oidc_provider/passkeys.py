@@ -305,6 +305,8 @@ def authenticate(
         )
     except (WebAuthnException, ValueError, TypeError, KeyError):
         raise PasskeyError(REFUSED) from None
+    if (verified.credential_device_type == "multi_device") != passkey.backup_eligible:
+        raise PasskeyError(REFUSED)  # backup eligibility never changes for a credential (WebAuthn 6.1.3)
     passkey.sign_count = verified.new_sign_count
     passkey.backed_up = verified.credential_backed_up
     passkey.last_used_at = now()
@@ -354,5 +356,6 @@ def remove(user: User, passkey: Passkey) -> None:
 
 
 def options_json(options: str) -> str:
-    """Options as they go into a page's JSON data block (no "</" to end it)."""
-    return json.dumps(json.loads(options)).replace("</", "<\\/")
+    """Options as they go into a page's JSON data block: no "<" at all, so
+    nothing in a name can end the block or open a comment."""
+    return json.dumps(json.loads(options)).replace("<", "\\u003c")

@@ -37,7 +37,7 @@ def options_in(html: bytes) -> dict:
     """The passkey options a portal page hands to its script."""
     found = OPTIONS.search(html)
     assert found, "the page offers no passkey"
-    return json.loads(found.group(1).replace(b"<\\/", b"</"))
+    return json.loads(found.group(1))
 
 
 @dataclass

@@ -389,3 +389,61 @@ def test_a_second_person_with_a_passkey_signs_in_as_themselves(rp, app, with_pas
     claims = claims_after(rp, passwordless(rp, device))
 
     assert claims["sub"] == willow.sub
+
+
+def test_an_app_demanding_mfa_on_a_trusted_computer_gets_the_passkey_first(rp, app, clock, with_passkey):
+    password_step(rp)
+    response = rp.browser.post(
+        "/login/passkey",
+        data={
+            "credential": with_passkey.get(options_in(rp.browser.get("/login/passkey").data), ORIGIN),
+            "trust": "y",
+        },
+    )
+    rp.browser.get(response.location)
+    rp.browser.delete_cookie("portal_session")
+    clock.advance(hours=1)
+    response = rp.browser.post(
+        rp.authorize().location, data={"email": rp.user.email, "password": rp.user.password}
+    )
+    assert path(response) == "/authorize"  # trusted: the password alone
+    rp.browser.get(response.location)
+
+    response = rp.browser.get(
+        rp.authorize(client_id="mfa-app", redirect_uri="https://rp.example.test/strict").location
+    )
+    assert path(response) == "/login/passkey"
+    page = rp.browser.get("/login/passkey")
+    assert "Strict app" in text(page) and "Trust this computer" not in text(page)
+    response = rp.browser.post(
+        "/login/passkey", data={"credential": with_passkey.get(options_in(page.data), ORIGIN)}
+    )
+
+    code = rp.code_from(rp.browser.get(response.location))
+    from conftest import SECRETS
+
+    tokens = rp.token(
+        code, client_id="mfa-app", secret=SECRETS["client"], redirect_uri="https://rp.example.test/strict"
+    )
+    claims = rp.id_token(tokens.json["id_token"], "mfa-app")
+    assert claims["amr"] == ["pwd", "hwk", "user", "mfa"] and claims["acr"] == interaction.ACR_MFA
+
+
+def test_a_passkey_whose_backup_eligibility_changes_is_refused(rp, with_passkey):
+    """WebAuthn: a credential's backup eligibility never changes."""
+    with_passkey.synced = True
+    password_step(rp)
+    assert passkey_step(rp, with_passkey).status_code == 401
+
+
+def test_a_name_cannot_break_out_of_the_options_block(rp, app, device):
+    with app.app_context():
+        user = db.session.get(User, rp.user.id)
+        user.name = "Buffy </script><script>alert(1)</script> <!--"
+        db.session.commit()
+    signed_in(rp)
+
+    page = rp.browser.get("/mfa/setup/passkey")
+
+    assert b"</script><script>alert(1)" not in page.data
+    assert options_in(page.data)["user"]["displayName"] == "Buffy </script><script>alert(1)</script> <!--"
