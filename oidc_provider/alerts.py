@@ -33,18 +33,20 @@ def is_new_browser(user: User, known: KnownDevice | None) -> bool:
     return db.session.scalar(db.select(KnownDevice.id).filter_by(user_id=user.id).limit(1)) is not None
 
 
-def send(user: User, device: KnownDevice, at: datetime, ip: str | None) -> bool:
-    """Email the account address about a sign-in in a new browser (`device`,
-    just remembered). True when the mail server took it; a failure is audited."""
+def send(user: User, device: KnownDevice, at: datetime, ip: str | None) -> int | None:
+    """Queue the email to the account address about a sign-in in a new
+    browser (`device`, just remembered), with its link, in one commit. The
+    outbox id, or None when it could not be queued."""
     token, row = accounts.issue_link(user, accounts.NOT_ME)
     row.known_device_id = device.id
     audit.record("new_device_alert", user=user, device=device.label, ip=ip)
-    db.session.commit()
     kind = accounts.LINK_MAILS[accounts.NOT_ME]
-    sent = delivery.send_mail(
+    return delivery.send_mail(
         user.email,
         kind.subject.format(portal=current_app.config["PORTAL_NAME"]),
         kind.template,
+        user_id=user.id,
+        expires_at=row.expires_at,  # the link no longer works after this: the mail is not worth sending
         name=user.name if user.activated_at is not None else None,
         when=f"{at:%d %B %Y at %H:%M} UTC",
         device=device.label,
@@ -52,10 +54,6 @@ def send(user: User, device: KnownDevice, at: datetime, ip: str | None) -> bool:
         link=delivery.link(kind.endpoint, token=token),
         valid_for=accounts.duration(current_app.config[kind.lifetime]),
     )
-    if not sent:
-        audit.record("mail_failed", user=user, outcome="failed", template=kind.template)
-        db.session.commit()
-    return sent
 
 
 def check(token: str) -> User:

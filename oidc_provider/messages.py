@@ -176,12 +176,14 @@ def recovery_code_signed_in(left: int) -> str:
     return f"You signed in with a recovery code; {left} are left. Set up a new sign-in method now."
 
 
-def recovery_code_used(user: User, left: int) -> bool:
-    """Email the account address that a recovery code was used, and how many are left."""
+def recovery_code_used(user: User, left: int) -> int | None:
+    """Email the account address that a recovery code was used, and how many
+    are left. The outbox id, or None when it could not be queued."""
     return delivery.send_mail(
         user.email,
         f"A recovery code was used for your {current_app.config['PORTAL_NAME']} account",
         "recovery_code_used",
+        user_id=user.id,
         name=user.name,
         left=left,
         manage_link=delivery.link("portal.mfa_methods"),

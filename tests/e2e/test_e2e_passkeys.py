@@ -128,7 +128,9 @@ def test_passkey_added_then_used_after_the_password_and_passwordless_then_remove
     tab_cdp, tab_authenticator = add_virtual_authenticator(tab, autofill=True)
     tab_cdp.send("WebAuthn.addCredential", {"authenticatorId": tab_authenticator, "credential": credential})
     tab.goto(f"{provider.url}/login")
-    expect(tab.get_by_role("heading", name=re.compile("^Welcome"))).to_be_visible()  # picked from the autofill
+    expect(
+        tab.get_by_role("heading", name=re.compile("^Welcome"))
+    ).to_be_visible()  # picked from the autofill
     tab.close()
     result = provider.cli("mfa", "show", account.email)
     assert "Work laptop" in result.stdout and "passkey" in result.stdout, result.stdout

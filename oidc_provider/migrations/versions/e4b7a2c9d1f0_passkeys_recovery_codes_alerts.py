@@ -1,7 +1,7 @@
 """passkeys, their challenges, recovery codes; the browser a new-device alert's link is about
 
 Revision ID: e4b7a2c9d1f0
-Revises: 8d6d56908415
+Revises: 8f3b2c1d9a70
 Create Date: 2026-12-05 10:00:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'e4b7a2c9d1f0'
-down_revision = '8d6d56908415'
+down_revision = '8f3b2c1d9a70'
 branch_labels = None
 depends_on = None
 
