@@ -126,7 +126,10 @@ def test_purge_removes_what_expired_and_keeps_what_is_still_needed(any_app, cloc
     browser = app.test_client()
     assert browser.get("/authorize", query_string=AUTHORIZE).status_code == 302
     assert _count(app, LoginTransaction, LoginTransaction.id == open_tx) == 1
-    assert _count(app, OutboxMessage, OutboxMessage.status == "pending") == 1  # still to send
+    pending = OutboxMessage.status == "pending"  # still to send:
+    assert _count(app, OutboxMessage, pending, OutboxMessage.label == "client") == 1  # the logout token
+    assert _count(app, OutboxMessage, pending, OutboxMessage.label == "new_device") == 1  # fresh's new browser
+    assert _count(app, OutboxMessage, pending) == 2
     # the used code of the live family is kept: replayed, it still revokes the family
     replay = rp.token(offline_code)
     assert replay.json["error"] == "invalid_grant"
