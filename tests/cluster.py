@@ -371,6 +371,7 @@ class MailServer:
         self.inbox.port = port
         self.controller: Controller | None = None
         self.hanging: socket.socket | None = None
+        self.accepting: threading.Thread | None = None
         self.held: list[socket.socket] = []
 
     def open(self) -> None:
@@ -385,17 +386,21 @@ class MailServer:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((HOST, self.port))
         listener.listen(16)
+        listener.settimeout(0.1)  # the accepting thread looks whether to stop this often
         self.hanging = listener
 
         def accept() -> None:
-            while True:
+            while self.hanging is listener:
                 try:
                     connection, _ = listener.accept()
+                except TimeoutError:
+                    continue
                 except OSError:
                     return
                 self.held.append(connection)
 
-        threading.Thread(target=accept, daemon=True).start()
+        self.accepting = threading.Thread(target=accept, daemon=True)
+        self.accepting.start()
 
     def close(self) -> None:
         """Nothing listens on the port any more."""
@@ -403,8 +408,9 @@ class MailServer:
             self.controller.stop()
             self.controller = None
         if self.hanging is not None:
-            self.hanging.close()
-            self.hanging = None
+            listener, self.hanging = self.hanging, None
+            self.accepting.join(5)  # a thread inside accept() would keep the port open
+            listener.close()
         for connection in self.held:
             connection.close()
         self.held.clear()
