@@ -385,14 +385,52 @@ def stored_ids(deployment: Deployment) -> dict[str, set[int]]:
 # -- the test ---------------------------------------------------------------------------
 
 
+@dataclass
+class Scenario:
+    """The deployment, the two apps, the person, and what one phase leaves for a later one."""
+
+    d: Deployment
+    rel1: App
+    rel2: App
+    ann: Person
+    report: object
+    started: float = field(default_factory=time.monotonic)
+    rotated: dict = field(default_factory=dict)
+    browser2: Browser | None = None
+    tokens4: dict = field(default_factory=dict)
+    sid4: str = ""
+    logged_out_at: float = 0.0
+    delivered_before: int = 0
+    browser3: Browser | None = None
+    tokens5: dict = field(default_factory=dict)
+
+
 def test_two_instances_serve_every_step_alternately_and_survive_each_fault(deployment, capsys):
-    started = time.monotonic()
     d = deployment
     rp_port = d.extra["rp_port"]
-    rel1, rel2 = App("rel1", d.url, rp_port), App("rel2", d.url, rp_port)
-    ann = Person("Ann Example", f"ann.{secrets.token_hex(3)}@example.com")
+    s = Scenario(
+        d,
+        App("rel1", d.url, rp_port),
+        App("rel2", d.url, rp_port),
+        Person("Ann Example", f"ann.{secrets.token_hex(3)}@example.com"),
+        lambda line: say(capsys, line),
+    )
+    journey_alternates_every_request(s)
+    kill_one_instance_mid_sign_in(s)
+    sign_out_while_the_app_is_away(s)
+    redis_away(s)
+    postgresql_away(s)
+    mail_server_closed_then_hanging(s)
+    logout_delivered_after_the_token_lifetime(s)
+    s.report(f"total {time.monotonic() - s.started:.1f} s")
 
-    # 1. The whole journey, every request on the other instance than the one before.
+
+def journey_alternates_every_request(s: Scenario) -> None:
+    """The whole journey, every request on the other instance than the one before:
+    register, activate, enrol, the code, the ID token against each instance's JWKS, SSO,
+    refresh rotation, userinfo, introspection, RP-initiated logout and back-channel
+    logout (review experiment 1)."""
+    d, rel1, rel2, ann = s.d, s.rel1, s.rel2, s.ann
     first = len(d.proxy.served)
     browser = Browser(d.url)
     register(browser, ann)
@@ -408,7 +446,7 @@ def test_two_instances_serve_every_step_alternately_and_survive_each_fault(deplo
     assert claims2["sid"] == claims1["sid"] and claims2["sub"] == claims1["sub"]
     rt1 = tokens1["refresh_token"]
     rt2 = rel1.refresh(rt1).json()["refresh_token"]
-    rotated = rel1.refresh(rt2).json()
+    rotated = s.rotated = rel1.refresh(rt2).json()
     assert rotated["refresh_token"] not in (rt1, rt2)
     assert (
         verified(rotated["id_token"], "rel1", d.url, f"{d.instances[0].url}/jwks.json")["sid"]
@@ -441,19 +479,23 @@ def test_two_instances_serve_every_step_alternately_and_survive_each_fault(deplo
         assert "http://schemas.openid.net/event/backchannel-logout" in logout_claims["events"]
     assert urlsplit(rel1.authorize(browser).headers["Location"]).path == "/login"  # signed out
     journey = d.proxy.served[first:]
-    assert {s.instance for s in journey} == {"a", "b"} and not d.proxy.skipped
+    assert {x.instance for x in journey} == {"a", "b"} and not d.proxy.skipped
     assert all(x.instance != y.instance for x, y in zip(journey, journey[1:], strict=False)), [
-        (s.instance, s.path) for s in journey
+        (x.instance, x.path) for x in journey
     ]
-    assert all(s.status < 500 for s in journey), [s for s in journey if s.status >= 500]
-    say(
-        capsys,
-        f"journey: {len(journey)} requests alternating a/b, none failed ({time.monotonic() - started:.1f} s)",
+    assert all(x.status < 500 for x in journey), [x for x in journey if x.status >= 500]
+    s.report(
+        f"journey: {len(journey)} requests alternating a/b, none failed ({time.monotonic() - s.started:.1f} s)",
     )
 
-    # 2. kill -9 of the instance that took the password, before the code: the other goes on.
+
+def kill_one_instance_mid_sign_in(s: Scenario) -> None:
+    """kill -9 of the instance that took the password, before the code: the other goes
+    on, and nothing stored meanwhile is lost when the killed one is back (experiment
+    5a)."""
+    d, rel1, rel2, ann = s.d, s.rel1, s.rel2, s.ann
     kill_started = time.monotonic()
-    browser2 = Browser(d.url)
+    browser2 = s.browser2 = Browser(d.url)
     response = rel1.authorize(browser2)
     page = browser2.get(response.headers["Location"])
     after_password = browser2.submit(page, {"email": ann.email, "password": ann.password})
@@ -465,37 +507,45 @@ def test_two_instances_serve_every_step_alternately_and_survive_each_fault(deplo
     tokens3 = rel1.token(code).json()
     tokens3 = rel1.refresh(tokens3["refresh_token"]).json()
     assert rel1.userinfo(tokens3["access_token"]).json()["email"] == ann.email
-    tokens4 = rel2.token(rel2.code(rel2.authorize(browser2))).json()
-    sid4 = verified(tokens4["id_token"], "rel2", d.url, f"{survivor.url}/jwks.json")["sid"]
+    tokens4 = s.tokens4 = rel2.token(rel2.code(rel2.authorize(browser2))).json()
+    s.sid4 = verified(tokens4["id_token"], "rel2", d.url, f"{survivor.url}/jwks.json")["sid"]
     while_down = d.proxy.served[mark:]
-    assert {s.instance for s in while_down} == {survivor.name} and victim.name in d.proxy.skipped
-    assert all(s.status < 500 for s in while_down), while_down
+    assert {x.instance for x in while_down} == {survivor.name} and victim.name in d.proxy.skipped
+    assert all(x.status < 500 for x in while_down), while_down
     victim.start()  # the same command: `db upgrade` finds nothing to do, then it serves
     victim.wait_ready()
     mark = len(d.proxy.served)
     tokens3 = rel1.refresh(tokens3["refresh_token"]).json()  # what was stored meanwhile works on both
     assert rel1.introspect(tokens3["access_token"])["active"] is True
-    assert rel1.introspect(rotated["refresh_token"])["active"] is True  # offline_access outlived the logout
-    assert {s.instance for s in d.proxy.served[mark:]} == {"a", "b"}
-    say(
-        capsys,
+    assert rel1.introspect(s.rotated["refresh_token"])["active"] is True  # offline_access outlived the logout
+    assert {x.instance for x in d.proxy.served[mark:]} == {"a", "b"}
+    s.report(
         f"kill -9 of {victim.name}: {len(while_down)} requests on {survivor.name} alone, "
         f"{victim.name} back in {time.monotonic() - kill_started:.1f} s",
     )
 
-    # 3. The back-channel receiver goes away; browser2 signs out of both apps meanwhile.
+
+def sign_out_while_the_app_is_away(s: Scenario) -> None:
+    """The apps' back-channel endpoint goes away; browser2 signs out of both apps
+    meanwhile (experiment 5d)."""
+    d, rel2 = s.d, s.rel2
     d.receiver.stop()
-    logged_out_at = time.time()
-    logout = browser2.get(
-        "/logout?" + urlencode({"id_token_hint": tokens4["id_token"], "post_logout_redirect_uri": rel2.home})
+    s.logged_out_at = time.time()
+    logout = s.browser2.get(
+        "/logout?"
+        + urlencode({"id_token_hint": s.tokens4["id_token"], "post_logout_redirect_uri": rel2.home})
     )
     assert logout.status_code == 302
-    delivered_before = len(d.receiver.received)
+    s.delivered_before = len(d.receiver.received)
 
-    # 4. Redis stops: sign-in and /token answer, readiness says degraded; it comes back.
+
+def redis_away(s: Scenario) -> None:
+    """Redis stops: sign-in and /token answer, readiness says degraded; when it is back,
+    the limits are shared again without a restart (defects 2, 3 and 13)."""
+    d, rel1, ann = s.d, s.rel1, s.ann
     redis = d.extra["redis"]
     redis.stop()
-    browser3 = Browser(d.url)
+    browser3 = s.browser3 = Browser(d.url)
     response = rel1.authorize(browser3)
     page = browser3.get(response.headers["Location"])
     refused = browser3.submit(page, {"email": ann.email, "password": "not the password at all"})
@@ -503,7 +553,7 @@ def test_two_instances_serve_every_step_alternately_and_survive_each_fault(deplo
     after_password = browser3.submit(page, {"email": ann.email, "password": ann.password})
     tokens5 = rel1.token(rel1.code(finish_sign_in(browser3, rel1, ann, after_password)))
     assert tokens5.status_code == 200
-    tokens5 = tokens5.json()
+    tokens5 = s.tokens5 = tokens5.json()
     bad_secret = requests.post(
         f"{d.url}/token",
         data={"grant_type": "refresh_token", "refresh_token": "x"},
@@ -522,22 +572,27 @@ def test_two_instances_serve_every_step_alternately_and_survive_each_fault(deplo
             "detail": "redis",
         }
     rounds, resumed_at = limit_resumes(d)
-    say(capsys, f"Redis back: limits shared again after {rounds} round(s), {resumed_at:.1f} s, no restart")
+    s.report(f"Redis back: limits shared again after {rounds} round(s), {resumed_at:.1f} s, no restart")
 
-    # 5. PostgreSQL stops: 503 + Retry-After everywhere, one log line each; then it is back.
-    sso_code = rel2.code(rel2.authorize(browser3))
+
+def postgresql_away(s: Scenario) -> None:
+    """PostgreSQL stops: 503 + Retry-After with a page for people and JSON for apps,
+    readiness 503 and liveness 200, one log line per failed request; when it is back,
+    everything answers and nothing is lost (experiment 5b, defect 12)."""
+    d, rel1, rel2, ann = s.d, s.rel1, s.rel2, s.ann
+    sso_code = rel2.code(rel2.authorize(s.browser3))
     stored = stored_ids(d)
     offsets = {i.name: i.log_size for i in d.instances} | {"worker": d.worker.log_size}
     cluster = d.extra["cluster"]
     cluster.stop()
     pg_stopped = time.monotonic()
     answers = []
-    page = browser3.get("/account")
+    page = s.browser3.get("/account")
     assert page.status_code == 503 and 59 <= int(page.headers["Retry-After"]) <= 60
     assert "Temporarily unavailable" in page.text and UNAVAILABLE in page.text
     assert "Internal Server Error" not in page.text and page.headers["Content-Type"].startswith("text/html")
     answers.append(page)
-    for response in (rel2.token(sso_code), rel1.userinfo(tokens5["access_token"])):
+    for response in (rel2.token(sso_code), rel1.userinfo(s.tokens5["access_token"])):
         assert response.status_code == 503 and 59 <= int(response.headers["Retry-After"]) <= 60
         assert response.json() == {"error": "temporarily_unavailable", "error_description": UNAVAILABLE}
         answers.append(response)
@@ -551,9 +606,9 @@ def test_two_instances_serve_every_step_alternately_and_survive_each_fault(deplo
         assert line["status"] == 503 and "database unavailable" in line["error"], line
     cluster.start()
     pg_down = time.monotonic() - pg_stopped
-    assert browser3.get("/account").status_code == 200  # no restart: the pools reconnect
+    assert s.browser3.get("/account").status_code == 200  # no restart: the pools reconnect
     assert rel2.token(sso_code).status_code == 200  # the code was not spent by the failed try
-    assert rel1.userinfo(tokens5["access_token"]).json()["email"] == ann.email
+    assert rel1.userinfo(s.tokens5["access_token"]).json()["email"] == ann.email
     for instance in d.instances:
         assert requests.get(f"{instance.url}/health/ready", timeout=10).status_code == 200
     after = stored_ids(d)
@@ -561,9 +616,13 @@ def test_two_instances_serve_every_step_alternately_and_survive_each_fault(deplo
     for process in [*d.instances, d.worker]:
         logged = process.lines(offsets[process.name])
         assert not [line for line in logged if "Traceback" in line], "\n".join(logged[-40:])
-    say(capsys, f"PostgreSQL down {pg_down:.1f} s: 503 + Retry-After, one line each, nothing lost")
+    s.report(f"PostgreSQL down {pg_down:.1f} s: 503 + Retry-After, one line each, nothing lost")
 
-    # 6. The mail server: closed, then hanging; registrations answer at once and tell the truth.
+
+def mail_server_closed_then_hanging(s: Scenario) -> None:
+    """The mail server is closed, then hangs: registrations answer at once and tell the
+    truth; the mail arrives once it is back (experiments 5c and 5c-2, defects 7 and 8)."""
+    d = s.d
     d.mail.close()
     ben, cleo = (Person(n, f"{n.lower()}.{secrets.token_hex(3)}@example.com") for n in ("Ben", "Cleo"))
     ben_browser = Browser(d.url)
@@ -593,29 +652,31 @@ def test_two_instances_serve_every_step_alternately_and_survive_each_fault(deplo
     arrived = time.monotonic()
     assert wanted <= {m["To"] for m in d.mail.inbox.received}, "the queued mail never arrived"
     assert "Your account is active" in cleo_browser.get(activation_link(d.mail, cleo, 0)).text
-    say(
-        capsys,
+    s.report(
         f"mail: arrived {arrived - ben_sent:.1f} s (closed) and {arrived - cleo_sent:.1f} s (hanging) "
         f"after the registration, {arrived - back:.1f} s after the server was back",
     )
 
-    # 7. The back-channel receiver returns, well after a logout token's lifetime.
+
+def logout_delivered_after_the_token_lifetime(s: Scenario) -> None:
+    """The back-channel endpoint returns after longer than a logout token lives: it
+    receives tokens valid when they arrive (defects 5 and 6)."""
+    d = s.d
     d.receiver.start()
     receiver_back = time.time()
-    assert receiver_back - logged_out_at > LOGOUT_TOKEN_LIFETIME
-    late = d.receiver.wait_for({"/bc/rel1", "/bc/rel2"}, after=delivered_before, timeout=30)
+    assert receiver_back - s.logged_out_at > LOGOUT_TOKEN_LIFETIME
+    late = d.receiver.wait_for({"/bc/rel1", "/bc/rel2"}, after=s.delivered_before, timeout=30)
     for delivery in late:
         audience = delivery.path.rsplit("/", 1)[1]
         claims = verified(
             delivery.logout_token, audience, d.url, f"{d.instances[1].url}/jwks.json", delivery.at
         )
-        assert claims["sid"] == sid4
+        assert claims["sid"] == s.sid4
         assert (
-            claims["exp"] > logged_out_at + LOGOUT_TOKEN_LIFETIME
+            claims["exp"] > s.logged_out_at + LOGOUT_TOKEN_LIFETIME
         )  # minted for this attempt, not at the logout
-    say(
-        capsys,
-        f"back-channel: receiver down {receiver_back - logged_out_at:.1f} s "
+    s.report(
+        f"back-channel: receiver down {receiver_back - s.logged_out_at:.1f} s "
         f"(token lifetime {LOGOUT_TOKEN_LIFETIME} s); fresh tokens delivered "
         f"{max(x.at for x in late) - receiver_back:.1f} s after it returned",
     )
@@ -625,7 +686,6 @@ def test_two_instances_serve_every_step_alternately_and_survive_each_fault(deplo
     for process in [*d.instances, d.worker]:  # every failure above was logged in one line
         logged = process.lines()
         assert not [line for line in logged if "Traceback" in line], process.name
-    say(capsys, f"total {time.monotonic() - started:.1f} s")
 
 
 def wait_until(read, done, timeout: float = 30):
