@@ -641,9 +641,9 @@ def mail_server_closed_then_hanging(s: Scenario) -> None:
     d.mail.close()
     ben, cleo = (Person(n, f"{n.lower()}.{secrets.token_hex(3)}@example.com") for n in ("Ben", "Cleo"))
     ben_browser = Browser(d.url)
-    answer, took = register(ben_browser, ben)
+    answer, ben_took = register(ben_browser, ben)
     ben_sent = time.monotonic()
-    assert took < 1.0, f"registration took {took:.2f} s with the mail server closed"
+    assert ben_took < 1.0, f"registration took {ben_took:.2f} s with the mail server closed"
     [[ben_message]] = rows(d, "SELECT max(id) FROM outbox_message WHERE kind = 'mail'")
     attempt = "SELECT attempts, last_error FROM outbox_message WHERE id = :id"
     tried = wait_until(lambda: rows(d, attempt, id=ben_message)[0], lambda row: row[0] >= 1)
@@ -652,9 +652,9 @@ def mail_server_closed_then_hanging(s: Scenario) -> None:
     assert f"We could not send it to <strong>{ben.email}</strong>; try again" in shown, shown
     d.mail.hang()
     cleo_browser = Browser(d.url)
-    answer, took = register(cleo_browser, cleo)
+    answer, cleo_took = register(cleo_browser, cleo)
     cleo_sent = time.monotonic()
-    assert took < 1.0, f"registration took {took:.2f} s with the mail server hanging"
+    assert cleo_took < 1.0, f"registration took {cleo_took:.2f} s with the mail server hanging"
     shown = cleo_browser.get(answer.headers["Location"]).text  # within MAIL_TIMEOUT: still on its way
     assert f"We're sending an email to <strong>{cleo.email}</strong>" in shown, shown
     assert "We have sent" not in shown
@@ -668,7 +668,8 @@ def mail_server_closed_then_hanging(s: Scenario) -> None:
     assert wanted <= {m["To"] for m in d.mail.inbox.received}, "the queued mail never arrived"
     assert "Your account is active" in cleo_browser.get(activation_link(d.mail, cleo, 0)).text
     s.report(
-        f"mail: arrived {arrived - ben_sent:.1f} s (closed) and {arrived - cleo_sent:.1f} s (hanging) "
+        f"mail: registrations answered in {ben_took:.2f} s (closed) and {cleo_took:.2f} s (hanging); "
+        f"the mail arrived {arrived - ben_sent:.1f} s and {arrived - cleo_sent:.1f} s "
         f"after the registration, {arrived - back:.1f} s after the server was back",
     )
 
