@@ -406,10 +406,16 @@ class KeyRing:
             try:
                 kids = stored_kids()
                 keys = keys if view and kids == view.kids else tuple(load_keys())
-            except (SQLAlchemyError, KeyRingError):
+            except (SQLAlchemyError, KeyRingError) as error:
                 if view is None:
                     raise
-                log.warning("signing keys: cannot re-read the ring; serving the cached keys", exc_info=True)
+                # one line per request while the database is away, not a traceback
+                cause = getattr(error, "orig", None) or error
+                log.warning(
+                    "signing keys: cannot re-read the ring (%s: %s); serving the cached keys",
+                    type(cause).__name__,
+                    (str(cause).strip().splitlines() or [""])[0][:200],
+                )
             checked_at = at
         fresh = self._view_of(keys, at, checked_at)
         if generate and fresh.missing:

@@ -161,8 +161,13 @@ def spend(limits: str, scope: str) -> bool:
             return False
         for item in items:
             strategy.hit(item, scope, key)
-    except Exception:  # the storage is away: serve the request, say so in the log
-        current_app.logger.exception("rate limit %s: storage unreachable, not counted", scope)
+    except Exception as error:  # the storage is away: serve the request, say so in one line
+        current_app.logger.warning(
+            "rate limit %s: storage unreachable (%s: %s), not counted",
+            scope,
+            type(error).__name__,
+            (str(error).strip().splitlines() or [""])[0][:200],
+        )
     return True
 
 

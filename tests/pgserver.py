@@ -31,40 +31,93 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@contextmanager
-def throwaway_cluster() -> Iterator[str]:
-    """A new PostgreSQL cluster on a Unix socket, its URL while the block runs."""
-    folder = Path(tempfile.mkdtemp(prefix="portal-pg-"))
-    data, socket_dir = folder / "data", folder / "sock"
-    socket_dir.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres")
-        shutil.chown(socket_dir, "postgres")
-    run = {"check": True, "capture_output": True, "timeout": 60}
-    subprocess.run(_as_postgres(str(BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"), **run)
-    port = _free_port()  # also keys the server's shared memory: two runs at once must differ
-    options = f"-k {socket_dir} -c listen_addresses='' -p {port} -c fsync=off -c max_connections=200"
-    subprocess.run(
-        _as_postgres(
-            str(BIN / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-o", options, "-w", "start"
-        ),
-        **run,
-    )
-    try:
+class Cluster:
+    """A PostgreSQL cluster of its own in `folder`, on a Unix socket: `start()`,
+    `stop()` (as an operator's `pg_ctl stop` would, for outage tests) and
+    `start()` again on the same socket and port."""
+
+    RUN = {"check": True, "capture_output": True, "timeout": 60}
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.data, self.socket_dir = folder / "data", folder / "sock"
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(folder, "postgres")
+            shutil.chown(self.socket_dir, "postgres")
+        subprocess.run(
+            _as_postgres(str(BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust"),
+            **self.RUN,
+        )
+        self.port = _free_port()  # also keys the server's shared memory: two runs at once must differ
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@/portal?host={self.socket_dir}&port={self.port}"
+
+    def start(self) -> None:
+        """Start and return once it accepts connections."""
+        options = (
+            f"-k {self.socket_dir} -c listen_addresses='' -p {self.port} -c fsync=off -c max_connections=200"
+        )
         subprocess.run(
             _as_postgres(
-                str(BIN / "createdb"), "-h", str(socket_dir), "-p", str(port), "-U", "postgres", "portal"
+                str(BIN / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.folder / "log"),
+                "-o",
+                options,
+                "-w",
+                "start",
             ),
-            **run,
+            **self.RUN,
         )
-        yield f"postgresql+psycopg://postgres@/portal?host={socket_dir}&port={port}"
-    finally:
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server: `fast` ends the sessions cleanly, `immediate` like a crash."""
         subprocess.run(
-            _as_postgres(str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"),
+            _as_postgres(str(BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"),
             capture_output=True,
             timeout=60,
         )
+
+    def create_database(self, name: str = "portal") -> None:
+        subprocess.run(
+            _as_postgres(
+                str(BIN / "createdb"),
+                "-h",
+                str(self.socket_dir),
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                name,
+            ),
+            **self.RUN,
+        )
+
+
+@contextmanager
+def stoppable_cluster() -> Iterator[Cluster]:
+    """A new cluster with a `portal` database, running while the block runs."""
+    folder = Path(tempfile.mkdtemp(prefix="portal-pg-"))
+    cluster = Cluster(folder)
+    cluster.start()
+    try:
+        cluster.create_database()
+        yield cluster
+    finally:
+        cluster.stop("immediate")
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def throwaway_cluster() -> Iterator[str]:
+    """A new PostgreSQL cluster on a Unix socket, its URL while the block runs."""
+    with stoppable_cluster() as cluster:
+        yield cluster.url
 
 
 @pytest.fixture(scope="session")
