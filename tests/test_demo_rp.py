@@ -6,6 +6,7 @@ of `make demo` (examples/launcher.py) reading clients.yaml."""
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import subprocess
@@ -663,6 +664,10 @@ def test_make_demo_names_the_registrations_it_cannot_play(tmp_path):
 
 
 def test_make_demo_runs_the_launcher():
-    dry_run = subprocess.run(["make", "-n", "demo"], cwd=conftest.ROOT, capture_output=True, text=True)
+    # run from inside `make test` too: no "make[1]: Leaving directory" lines
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    dry_run = subprocess.run(
+        ["make", "--no-print-directory", "-n", "demo"], cwd=conftest.ROOT, capture_output=True, text=True, env=env
+    )
     assert dry_run.returncode == 0, dry_run.stderr
     assert dry_run.stdout.splitlines()[-1].endswith("/python -m examples.launcher")

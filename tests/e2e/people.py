@@ -49,6 +49,20 @@ class Mailbox:
             assert time.monotonic() < deadline, f"no mail {subject!r} to {address} within {MAIL_TIMEOUT} s"
             time.sleep(0.05)  # bounded poll of the SMTP server's inbox
 
+    def each(self, address: str, *subjects: str) -> list[EmailMessage]:
+        """Wait (bounded) for one unread message per subject to `address`, in
+        whatever order they arrive (the worker sends them independently); the
+        messages up to the last of them count as read."""
+        start = self.read.get(address, 0)
+        found: list[EmailMessage] = []
+        last = start
+        for subject in subjects:
+            self.read[address] = start
+            found.append(self.next(address, subject))
+            last = max(last, self.read[address])
+        self.read[address] = last
+        return found
+
     def link(self, address: str, subject: str, path: str) -> str:
         """The link containing `path` in the next message `subject` to `address`."""
         message = self.next(address, subject)
