@@ -386,7 +386,7 @@ def load(instance_path: str, overrides: dict[str, Any] | None = None) -> dict[st
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME="portal_session",
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SQLALCHEMY_ENGINE_OPTIONS={},
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session cookie
         RATELIMIT_HEADERS_ENABLED=True,
     )
@@ -403,8 +403,11 @@ def _outages(values: dict[str, Any]) -> None:
     if str(values["RATELIMIT_STORAGE_URI"]).startswith(("redis://", "rediss://", "redis+unix://")):
         values.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_timeout": 1, "socket_connect_timeout": 1})
     if values["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
-        # psycopg waits forever for an unreachable server by default
+        # psycopg waits forever for an unreachable server by default; a pooled
+        # connection to a server that restarted is found dead before use
+        # (a file database has no connection to lose: no ping per request there)
         values["SQLALCHEMY_ENGINE_OPTIONS"] = {
             **values["SQLALCHEMY_ENGINE_OPTIONS"],
+            "pool_pre_ping": True,
             "connect_args": {"connect_timeout": 5},
         }

@@ -2,8 +2,8 @@
 503 with `Retry-After` that says to try again in a minute, instead of an
 error page that blames the application.
 
-Nothing is lost: the request's transaction is rolled back. The pool checks
-each connection before use (`pool_pre_ping`), so the first request after the
+Nothing is lost: the request's transaction is rolled back. On PostgreSQL the pool
+checks each connection before use (`pool_pre_ping`), so the first request after the
 database returns is served, without a restart. The log gets one line per
 such request (the access line names the error), not a traceback.
 """

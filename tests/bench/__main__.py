@@ -11,6 +11,7 @@ writes it as JSON under bench-results/, and exits 1 when a target is missed.
     DATABASE_URL=postgresql+psycopg://… make bench   # a database the bench may fill
     BENCH_DB=postgres make bench                # a throwaway PostgreSQL cluster
     BENCH_QUICK=1 make bench                    # 1,000 sign-ins, 5 s scenarios (a smoke run)
+    BENCH_PROFILE=1 make bench                  # and where each scenario's time goes (py-spy)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import ceilings
+import samples
 import wrk
 from client import Browser
 from server import HOST, ROOT, Provider, provider, provision
@@ -42,6 +44,7 @@ QUICK = os.environ.get("BENCH_QUICK") == "1"
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5" if QUICK else "10"))
 SIGNINS = int(os.environ.get("BENCH_SIGNINS", "1000" if QUICK else "10000"))
 PEOPLE = int(os.environ.get("BENCH_PEOPLE", "2000" if QUICK else "4000"))
+PROFILE = os.environ.get("BENCH_PROFILE") == "1"
 CONCURRENCY = 16
 WORKERS = os.environ.get("WEB_WORKERS", "1")
 # The production command; BENCH_COMMAND measures another (e.g. another server), with
@@ -103,6 +106,20 @@ async def _signins(served: Provider, app: App, people: list[Person], total: int)
     return {"elapsed": elapsed, "durations": durations, "errors": errors, "cookies": kept_cookies}
 
 
+def _profile_file(name: str) -> Path:
+    """py-spy's collapsed stacks of the last profiled run, kept for a flame graph."""
+    (RESULTS / "profiles").mkdir(parents=True, exist_ok=True)
+    return RESULTS / "profiles" / f"{name}.txt"
+
+
+def _profile(served: Provider, name: str) -> samples.Recording | None:
+    """With BENCH_PROFILE=1, py-spy on the (first) worker for the scenario about to run."""
+    if not PROFILE:
+        return None
+    workers = sorted(served.rss_mib()["workers"])
+    return samples.Recording(workers[0], _profile_file(name), LOAD_CPU)
+
+
 def _pin_load_core() -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(LOAD_CPU)})
@@ -161,6 +178,11 @@ def _print_table(rows: list[dict], ceilings_: dict[str, float], rss: dict, datab
         f"{rss['after_max_worker']:.0f} per worker (limit {RSS_PER_WORKER_MIB}), all processes {rss['after_total']:.0f}"
         f"  {'ok' if rss['ok'] else 'MISSED'}"
     )
+    profiled = [r for r in rows if r.get("profile")]
+    if profiled:
+        print("\nwhere the server's time goes (py-spy, share of busy samples):")
+        for r in profiled:
+            print(f"  {r['scenario']:36} {samples.line(r['profile'])}")
 
 
 def main() -> int:
@@ -184,8 +206,10 @@ def main() -> int:
         rss_before = served.rss_mib()
         print(f"sign-in through the pages: {SIGNINS} sign-ins…", flush=True)
         cpu_before = served.cpu_seconds()
+        recording = _profile(served, "sign-in")
         signins = asyncio.run(_signins(served, app_a, people, SIGNINS))
         signin_cpu = served.cpu_seconds() - cpu_before
+        signin_profile = recording.stop() if recording else None
         rss_after = served.rss_mib()
         if signins["errors"]:
             print("  sign-in errors, first:", signins["errors"][:3])
@@ -201,6 +225,8 @@ def main() -> int:
             )
         ]
         rows[0]["server_cpu_us_per_request"] = round(signin_cpu * 1e6 / max(1, len(signins["durations"])))
+        if signin_profile is not None:
+            rows[0]["profile"] = signin_profile
         work = folder / "wrk"
         work.mkdir()
         cookies = work / "cookies"
@@ -218,6 +244,7 @@ def main() -> int:
         for name, script, values in steps:
             print(f"{name}: {SECONDS} s…", flush=True)
             cpu_before = served.cpu_seconds()
+            recording = _profile(served, name.split()[0].lower())
             result = wrk.run(
                 served.url,
                 script,
@@ -235,6 +262,8 @@ def main() -> int:
             cpu = served.cpu_seconds() - cpu_before
             rows.append(_row(name, result.rate, result.p50_ms, result.p99_ms, result.errors, measured))
             rows[-1]["server_cpu_us_per_request"] = round(cpu * 1e6 / max(1, result.requests))
+            if recording:
+                rows[-1]["profile"] = recording.stop()
         rss = {
             "before_max_worker": max(rss_before["workers"].values()),
             "after_max_worker": max(rss_after["workers"].values()),
