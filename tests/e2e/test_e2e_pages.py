@@ -207,7 +207,8 @@ def test_the_authorize_error_page(page: Page, shots, provider, node_client):
 def test_the_404_page(page: Page, shots, provider):
     answer = page.goto(f"{provider.url}/no-such-page")
     assert answer is not None and answer.status == 404
-    expect(page.get_by_role("heading", name="Not Found")).to_be_visible()
+    expect(page.get_by_role("heading", name="We can't find that page")).to_be_visible()  # UX 15
+    expect(page.get_by_role("link", name="Go to the portal home")).to_be_visible()
     photo(shots, "not-found")
 
 
@@ -346,7 +347,7 @@ def test_an_app_asking_for_mfa_on_a_trusted_computer(
     page.wait_for_url(f"{portal}/login/code")
     expect(page.get_by_role("heading", name="Confirm it's you")).to_be_visible()
     expect(page.get_by_text(f"{node_client['name']} asks for a code for this sign-in.")).to_be_visible()
-    expect(page.get_by_role("link", name="Cancel")).to_be_visible()
+    expect(page.get_by_role("button", name=f"Cancel and go back to {node_client['name']}")).to_be_visible()
     photo(shots, "step-up-code")
     enter_code(page, app.code())
     page.wait_for_url(f"{redirect_uri}?**")
