@@ -45,8 +45,9 @@ def test_the_code_page_explains_what_to_do_when_no_method_can_be_used(rp):
     page = code_page(rp)
     text = words(page)
     assert "Can't use any of these?" in text
-    assert "Ask support to reset your sign-in methods. Only support can do this." in text
-    assert f"Write to {SUPPORT} from your account's address, with your account ({rp.user.email})" in text
+    assert "Ask support to reset your sign-in methods. Only support can do this" in text
+    assert "Write from your account's address, and say why you cannot use any of your methods." in text
+    assert f"Write to support Read the help pages Support's address: {SUPPORT}" in text
     assert "Read the help pages" in text and "https://help.platform.example/mfa" in hrefs(page)
     # a way back to the app that asked, through the protocol (see test_cancel_…)
     assert "Cancel and go back to Conformance client" in text

@@ -148,6 +148,7 @@ def test_forgot_password_and_the_emailed_reset_link(page: Page, shots, provider,
     page.goto(link)  # the link worked once
     expect(page.get_by_role("heading", name="This link has already been used")).to_be_visible()
     expect(page.get_by_role("link", name="Back to sign in")).to_be_visible()
+    expect(page.get_by_label("Email address")).to_have_value("")  # UX 22
     photo(shots, "reset-link-used")
 
 
