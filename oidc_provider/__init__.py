@@ -7,7 +7,22 @@ from typing import Any
 
 from flask import Flask
 
-from . import clients, config, db, fastpath, formats, health, keys, logs, metrics, outage, outbox, security, support, worker
+from . import (
+    clients,
+    config,
+    db,
+    fastpath,
+    formats,
+    health,
+    keys,
+    logs,
+    metrics,
+    outage,
+    outbox,
+    security,
+    support,
+    worker,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
