@@ -49,8 +49,8 @@ def set_up_email_first(page: Page, shots: Screens, mail, account: Account, codes
     page.get_by_role("link", name=re.compile("^Email")).click()
     page.get_by_label("Email address for codes").fill(codes_to)
     page.get_by_role("button", name="Send code").click()
-    expect(page.get_by_role("heading", name="Enter the code we sent")).to_be_visible()
-    expect(page.get_by_text(f"code sent to {codes_to}.")).to_be_visible()  # UX 9: in full
+    expect(page.get_by_role("heading", name="Enter the code we're sending")).to_be_visible()
+    expect(page.get_by_text(f"code we're sending to {codes_to}.")).to_be_visible()  # UX 9: in full
     # UX 7: "send a new code" under the field, disabled while its countdown runs
     resend = page.get_by_role("button", name="send a new code")
     countdown = page.locator("#resend-wait [data-countdown]")
@@ -196,7 +196,7 @@ def test_a_person_with_two_methods_on_a_phone_and_at_a_desk(
     page.goto(f"{portal}/login")
     sign_in_with_password(page, account)
     page.get_by_role("button", name=re.compile("^Send a code to")).click()
-    expect(page.get_by_text(re.compile("We sent a code to"))).to_be_visible()
+    expect(page.get_by_text(re.compile("We.re sending a code to"))).to_be_visible()
     resend = page.get_by_role("button", name="send a new code")
     expect(resend).to_be_disabled()
     assert page.get_by_label("6-digit code").bounding_box()["y"] < resend.bounding_box()["y"]
