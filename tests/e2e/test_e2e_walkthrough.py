@@ -205,6 +205,13 @@ def test_a_person_with_two_methods_on_a_phone_and_at_a_desk(
     write = page.get_by_role("link", name="Write to support")
     expect(write).to_have_attribute("href", re.compile(r"^mailto:support@localhost\?subject=.+&body=.+"))
     photo(shots, "02-cant-use-any-of-these")
+    # A code pasted from a message, with its words and spaces, keeps its six digits.
+    field = page.get_by_label("6-digit code")
+    field.evaluate(
+        """e => { const data = new DataTransfer(); data.setData("text/plain", "Your code: 482 913");
+                  e.dispatchEvent(new ClipboardEvent("paste", {clipboardData: data, bubbles: true, cancelable: true})); }"""
+    )
+    expect(field).to_have_value("482913")
     for attempt in range(4):
         enter_code(page, account.authenticator.wrong_code())
         expect(page.get_by_role("alert")).to_contain_text("That code is not right")
