@@ -319,6 +319,9 @@ def send_code() -> Response:
     return redirect(url_for("login.second_factor", method=method.id))
 
 
+SETUP_SKIPPED = "Two-step sign-in was not set up, so you are not signed in. The next sign-in asks you to set it up."
+
+
 @bp.post("/login/cancel")
 def cancel() -> Response:
     """Give up a sign-in that no app asked for (Cancel while setting up a first
@@ -327,9 +330,6 @@ def cancel() -> Response:
     if sessions.drop_pending():
         flash(SETUP_SKIPPED, "info")
     return redirect(url_for("login.password"), 303)
-
-
-SETUP_SKIPPED = "Two-step sign-in was not set up, so you are not signed in. The next sign-in asks you to set it up."
 
 
 @bp.get("/login/enrolled")

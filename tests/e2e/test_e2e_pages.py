@@ -309,7 +309,8 @@ def test_change_password_confirm_it_is_you_and_sign_out(page: Page, shots, provi
     photo(shots, "reauth-code")
     enter_code(page, app.code())
     page.wait_for_url(f"{portal}/account/mfa")
-    expect(page.get_by_role("link", name="Add a method")).to_be_visible()
+    methods = page.get_by_role("region", name="Your sign-in methods")  # the reminder links there too
+    expect(methods.get_by_role("link", name="Add a method")).to_be_visible()
 
     # Sign out without an app's ID token: the person confirms first.
     page.goto(f"{portal}/logout")
