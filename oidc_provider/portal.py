@@ -124,7 +124,6 @@ def details(sso: SsoSession) -> str:
         active=active,
         current_sid=sso.sid,
         device=sessions.device_label,
-        describe=messages.describe,
         **_reminders(user),
     )
 
