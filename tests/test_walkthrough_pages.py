@@ -195,6 +195,12 @@ def test_removing_a_method_asks_first(app, rp, clock):
     with app.app_context():
         assert db.session.get(MfaMethod, method_id) is not None  # asking removed nothing
     assert rp.browser.get("/account/mfa/999999/remove").status_code == 404
+    rp.browser.post(f"/account/mfa/{method_id}/remove")  # removed; the last one is not even offered
+    with app.app_context():
+        last = db.session.scalars(db.select(MfaMethod).filter_by(user_id=rp.user.id)).one()
+    only = rp.browser.get(f"/account/mfa/{last.id}/remove")
+    assert path(only) == "/account/mfa"
+    assert "This is your only sign-in method" in words(rp.browser.get("/account/mfa"))
 
 
 def test_manage_mfa_links_to_add_a_method_and_asks_to_confirm_it_is_you_later(app, rp, clock):
