@@ -261,7 +261,7 @@ def remove_passkey(sso: SsoSession, passkey_id: int) -> Response:
     if passkey is None or not ConfirmForm().validate_on_submit():
         abort(404)
     name = passkey.name
-    change = messages.method_removed(messages.describe_passkey(name))
+    change = messages.method_removed(messages.describe_passkey(name), messages.describe_passkey(name))
     try:
         passkeys.remove(user, passkey)
     except LastMethodError as exc:
