@@ -319,7 +319,9 @@ def send_code() -> Response:
     return redirect(url_for("login.second_factor", method=method.id))
 
 
-SETUP_SKIPPED = "Two-step sign-in was not set up, so you are not signed in. The next sign-in asks you to set it up."
+SETUP_SKIPPED = (
+    "Two-step sign-in was not set up, so you are not signed in. The next sign-in asks you to set it up."
+)
 
 
 @bp.post("/login/cancel")
@@ -415,6 +417,8 @@ def passkey() -> Response | str:
         reauth=pending.purpose == sessions.REAUTH,
         codes=bool(user.confirmed_methods),
         cancel=pending.next_url or url_for("portal.home"),
+        account=user.email,
+        reset_mailto=support.mfa_reset_mailto(user.email),
     ), status
 
 
@@ -497,6 +501,9 @@ def recovery_code() -> Response | str:
         cancel=pending.next_url or url_for("portal.home"),
         has_passkey=bool(user.passkeys) and passkeys.available(),
         codes=bool(user.confirmed_methods),
+        account=user.email,
+        reset_mailto=support.mfa_reset_mailto(user.email),
+        reauth=pending.purpose == sessions.REAUTH,
     ), status
 
 

@@ -113,9 +113,7 @@ def test_support_settings_are_checked_at_start_up(tmp_path, monkeypatch, name, v
 
 @pytest.fixture
 def mailed(make_app, smtp_server, clock):
-    app = make_app(
-        SUPPORT_EMAIL=SUPPORT, MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_server.port
-    )
+    app = make_app(SUPPORT_EMAIL=SUPPORT, MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_server.port)
     return app, smtp_server
 
 
@@ -167,3 +165,48 @@ def test_a_disabled_account_is_told_where_support_is(app, runner, user):
     response = app.test_client().post("/login", data={"email": user.email, "password": user.password})
     assert response.status_code == 403
     assert f"write to support at {SUPPORT}" in words(response)
+
+
+# -- with passkeys and recovery codes --------------------------------------------------------
+
+
+def test_the_ways_on_come_in_order_another_method_a_recovery_code_then_support(app, rp, clock):
+    """One list of other ways (a method, a recovery code) and one explanation
+    below it, in the order a person tries them: support last."""
+    with app.app_context():
+        user = db.session.get(User, rp.user.id)
+        method = mfa.start_enrolment(user, "email", "buffy.codes@example.org")
+        method.confirmed_at = clock.now
+        db.session.commit()
+    page = code_page(rp)
+    text = words(page)
+    assert "/login/recovery" in hrefs(page)
+    assert "Can't use any of these?" in text and text.count("Can't use any of these?") == 1
+    assert (
+        text.index("Try another of your methods")
+        < text.index("Use a recovery code. You were shown ten")
+        < text.index("Ask support to reset")
+    )
+
+
+def test_the_recovery_code_page_names_support_and_the_reset_request(rp):
+    code_page(rp)
+    page = rp.browser.get("/login/recovery")
+    text = words(page)
+    assert page.status_code == 200
+    assert "<title>Use a recovery code · " in page.get_data(as_text=True)
+    assert "Ask support to reset your sign-in methods." in text
+    assert f"Support's address: {SUPPORT}" in text and f"mailto:{SUPPORT}" in hrefs(page)
+    [mailto] = [h for h in hrefs(page) if h.startswith(f"mailto:{SUPPORT}?")]
+    assert f"My account (email address): {rp.user.email}\r\n" in parse_qs(urlsplit(mailto).query)["body"][0]
+    assert "Cancel and go back to Conformance client" in text  # answered through the protocol
+
+
+def test_the_recovery_code_used_mail_names_support(mailed, clock):
+    app, inbox = mailed
+    user = make_user(app)
+    with app.app_context():
+        from oidc_provider import messages
+
+        messages.recovery_code_used(db.session.get(User, user.id), 9)
+        assert_names_support(inbox.last(user.email))
