@@ -156,10 +156,12 @@ def test_registration_reports_every_password_problem_at_once_and_keeps_what_was_
     assert 'value="short"' not in body(response) and 'value="other"' not in body(response)
 
     good = "a long enough passphrase"
-    response = client.post("/register", data={"name": "", "email": "ann@example.com", "password": good, "confirm": good})
+    response = client.post(
+        "/register", data={"name": "", "email": "ann@example.com", "password": good, "confirm": good}
+    )
     assert response.status_code == 422 and "Enter your full name." in words(response)
     assert body(response).count(f'value="{good}"') == 2  # not typed twice again for a missing name
-    assert 'autofocus' in tag(response, "name")  # the keyboard is in the field to fix
+    assert "autofocus" in tag(response, "name")  # the keyboard is in the field to fix
 
 
 # -- 9 and 17: the owner's own addresses, in full and unbroken ------------------------------
@@ -210,7 +212,9 @@ def test_manage_mfa_links_to_add_a_method_and_asks_to_confirm_it_is_you_later(ap
     clock.advance(minutes=6)  # past REAUTH_MAX_AGE
     later = rp.browser.get("/account/mfa")
     assert "Confirm it's you to make changes" in words(later)  # a button, not vanished buttons (12b)
-    assert re.search(r'class="button primary" href="/login\?reauth=1&amp;next=/account/mfa"', later.get_data(as_text=True))
+    assert re.search(
+        r'class="button primary" href="/login\?reauth=1&amp;next=/account/mfa"', later.get_data(as_text=True)
+    )
     assert "Remove" not in words(later)
     assert path(rp.browser.get("/account/mfa/1/remove")) == "/login"  # and the pages ask too
 
@@ -233,6 +237,7 @@ def test_every_signed_in_page_has_the_navigation_and_a_title_of_its_own(app, rp,
         "/mfa/setup/sms",
         "/mfa/setup/authenticator",
         f"/mfa/setup/email?replaces={method_id}",
+        "/mfa/setup/passkey",
     ]
     titles = {}
     for url in urls:
@@ -244,6 +249,7 @@ def test_every_signed_in_page_has_the_navigation_and_a_title_of_its_own(app, rp,
     assert titles["/mfa/setup"] == "Add a sign-in method · Login Portal"
     assert titles["/mfa/setup/email"] == "Get codes by email · Login Portal"
     assert titles["/mfa/setup/authenticator"] == "Set up a new authenticator app · Login Portal"  # replaces
+    assert titles["/mfa/setup/passkey"] == "Add a passkey · Login Portal"
     same = {t for t in titles.values() if list(titles.values()).count(t) > 1}
     assert same == {"Get codes by email · Login Portal"}  # adding and changing an address: one page
     replace = rp.browser.get("/mfa/setup/authenticator?new=1", follow_redirects=True)
@@ -283,7 +289,10 @@ def test_a_code_is_accepted_as_people_paste_it(rp, typed):
 def test_fields_tell_browsers_and_phones_what_they_hold(client, app):
     newcomer = make_user(app, email="willow@example.com", totp=False)
     login = client.get("/login")
-    assert 'autocomplete="username"' in tag(login, "email") and 'type="email"' in tag(login, "email")
+    # "webauthn" too where passkeys can sign in: the browser offers them in the field's autofill
+    assert re.search(r'autocomplete="username( webauthn)?"', tag(login, "email")) and 'type="email"' in tag(
+        login, "email"
+    )
     assert 'autocomplete="current-password"' in tag(login, "password")
     register = client.get("/register")
     assert 'autocomplete="name"' in tag(register, "name")
@@ -291,7 +300,9 @@ def test_fields_tell_browsers_and_phones_what_they_hold(client, app):
     client.post("/login", data={"email": newcomer.email, "password": newcomer.password})
     setup = client.get("/mfa/setup/authenticator")
     code = tag(setup, "code")
-    assert 'autocomplete="one-time-code"' in code and 'inputmode="numeric"' in code and "maxlength" not in code
+    assert (
+        'autocomplete="one-time-code"' in code and 'inputmode="numeric"' in code and "maxlength" not in code
+    )
     sms = tag(client.get("/mfa/setup/sms"), "phone")
     assert 'autocomplete="tel"' in sms and 'inputmode="tel"' in sms and 'type="tel"' in sms
 
@@ -330,7 +341,9 @@ def test_authenticator_set_up_opens_the_app_on_a_phone(app, client):
     newcomer = make_user(app, email="willow@example.com", totp=False)
     client.post("/login", data={"email": newcomer.email, "password": newcomer.password})
     setup = client.get("/mfa/setup/authenticator")
-    [uri] = re.findall(r'<a class="button" href="(otpauth://totp/[^"]+)">Open in authenticator app</a>', body(setup))
+    [uri] = re.findall(
+        r'<a class="button" href="(otpauth://totp/[^"]+)">Open in authenticator app</a>', body(setup)
+    )
     with app.app_context():
         method = db.session.scalars(db.select(MfaMethod).filter_by(user_id=newcomer.id)).one()
         assert uri == mfa.provisioning_uri(method)
@@ -359,7 +372,9 @@ def test_the_code_email_links_change_your_password(mail_app, smtp_server, clock)
     browser.post("/login", data={"email": user.email, "password": user.password})
     browser.post("/login/code/send", data={"method": str(method_id)})
     message = smtp_server.last("buffy.codes@example.org")
-    assert re.search(r'href="https://op.example.test/forgot-password"[^>]*>change your password now</a>', html_of(message))
+    assert re.search(
+        r'href="https://op.example.test/forgot-password"[^>]*>change your password now</a>', html_of(message)
+    )
     assert "https://op.example.test/forgot-password" in text_of(message)
 
 
@@ -381,8 +396,15 @@ def test_dead_link_pages_do_not_fill_in_the_accounts_address(mail_app, smtp_serv
     """UX 22: whoever holds an old link does not learn the address from it."""
     client = mail_app.test_client()
     password = "a long enough passphrase"
-    client.post("/register", data={"name": "Bob", "email": "bob@example.com", "password": password, "confirm": password})
-    [activation] = [u for u in re.findall(r"https://\S+", text_of(smtp_server.last("bob@example.com"))) if "/activate/" in u]
+    client.post(
+        "/register",
+        data={"name": "Bob", "email": "bob@example.com", "password": password, "confirm": password},
+    )
+    [activation] = [
+        u
+        for u in re.findall(r"https://\S+", text_of(smtp_server.last("bob@example.com")))
+        if "/activate/" in u
+    ]
     clock.advance(days=3)
     expired = client.get(urlsplit(activation).path)
     assert expired.status_code == 410 and "This link has expired" in words(expired)
@@ -390,7 +412,11 @@ def test_dead_link_pages_do_not_fill_in_the_accounts_address(mail_app, smtp_serv
 
     user = make_user(mail_app, email="ada@example.com")
     client.post("/forgot-password", data={"email": user.email})
-    [reset] = [u for u in re.findall(r"https://\S+", text_of(smtp_server.last(user.email))) if "/reset-password/" in u]
+    [reset] = [
+        u
+        for u in re.findall(r"https://\S+", text_of(smtp_server.last(user.email)))
+        if "/reset-password/" in u
+    ]
     new = "a brand new passphrase 2027"
     assert client.post(urlsplit(reset).path, data={"password": new, "confirm": new}).status_code == 200
     used = client.get(urlsplit(reset).path)
