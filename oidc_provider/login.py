@@ -417,7 +417,6 @@ def passkey() -> Response | str:
         reauth=pending.purpose == sessions.REAUTH,
         codes=bool(user.confirmed_methods),
         cancel=pending.next_url or url_for("portal.home"),
-        account=user.email,
         reset_mailto=support.mfa_reset_mailto(user.email),
     ), status
 
@@ -501,7 +500,6 @@ def recovery_code() -> Response | str:
         cancel=pending.next_url or url_for("portal.home"),
         has_passkey=bool(user.passkeys) and passkeys.available(),
         codes=bool(user.confirmed_methods),
-        account=user.email,
         reset_mailto=support.mfa_reset_mailto(user.email),
         reauth=pending.purpose == sessions.REAUTH,
     ), status
