@@ -7,7 +7,22 @@ from typing import Any
 
 from flask import Flask
 
-from . import clients, config, db, fastpath, health, keys, logs, metrics, outage, outbox, security, worker
+from . import (
+    clients,
+    config,
+    db,
+    fastpath,
+    formats,
+    health,
+    keys,
+    logs,
+    metrics,
+    outage,
+    outbox,
+    security,
+    support,
+    worker,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,6 +44,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     security.init_app(app)
     outage.init_app(app)
     health.init_app(app)
+    formats.init_app(app)
+    support.init_app(app)
 
     from . import account, authorize, cli, endpoints, enrolment, login, logout, models, oauth, portal, serve  # noqa: F401
 

@@ -140,7 +140,7 @@ def _link_invalid(invalid: accounts.LinkInvalid, purpose: str) -> tuple[str, int
     """The page for a link that does not work, with the way to a new one."""
     active = invalid.user is not None and invalid.user.is_active
     status = 404 if invalid.reason == "unknown" else 410
-    form = EmailForm(formdata=None, email=invalid.user.email if invalid.user else None)
+    form = EmailForm(formdata=None)  # never the account's address: anyone may hold an old link
     return render_template(
         "account/link_invalid.html", reason=invalid.reason, purpose=purpose, active=active, f=form
     ), status

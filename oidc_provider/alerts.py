@@ -20,7 +20,7 @@ from datetime import datetime
 
 from flask import current_app
 
-from . import accounts, audit, delivery
+from . import accounts, audit, delivery, formats
 from .db import db
 from .models import KnownDevice, User
 
@@ -48,7 +48,7 @@ def send(user: User, device: KnownDevice, at: datetime, ip: str | None) -> int |
         user_id=user.id,
         expires_at=row.expires_at,  # the link no longer works after this: the mail is not worth sending
         name=user.name if user.activated_at is not None else None,
-        when=f"{at:%d %B %Y at %H:%M} UTC",
+        when=formats.moment(at),
         device=device.label,
         ip=ip or "unknown",
         link=delivery.link(kind.endpoint, token=token),

@@ -93,8 +93,9 @@ def query(
     limit: int = 100,
     events: list[str] | tuple[str, ...] | None = None,
     email: str | None = None,
+    offset: int = 0,
 ) -> list[AuditEvent]:
-    """The latest `limit` events, newest first. `user_id` and `email` together
+    """The latest `limit` events (after skipping the `offset` newest), newest first. `user_id` and `email` together
     match either (an account's events and those naming its address before it
     existed or for unknown-account attempts)."""
     select = db.select(AuditEvent)
@@ -109,5 +110,9 @@ def query(
         select = select.where(AuditEvent.at >= since)
     if events:
         select = select.where(AuditEvent.event.in_(events))
-    select = select.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(max(0, limit))
+    select = (
+        select.order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+        .limit(max(0, limit))
+        .offset(max(0, offset))
+    )
     return list(db.session.scalars(select))

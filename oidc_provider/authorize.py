@@ -86,7 +86,7 @@ def error_response(error: OAuth2Error, params: Any) -> Response:
     """A redirect with `error`, `state` and `iss` when the redirect URI is
     trusted; otherwise a page, never a redirect (RFC 6749 4.1.2.1)."""
     if not error.redirect_uri:
-        return error_page(error.error, error.description, 400)
+        return error_page(error.error, error.description, 400, query_client(params.get("client_id")))
     body = [
         ("error", error.error),
         ("error_description", error.description or DESCRIPTIONS.get(error.error, "")),
@@ -97,7 +97,10 @@ def error_response(error: OAuth2Error, params: Any) -> Response:
     return respond(error.redirect_uri, body, params.get("response_mode"))
 
 
-def error_page(error: str, description: str | None, status: int) -> Response:
+def error_page(error: str, description: str | None, status: int, client: Client | None = None) -> Response:
+    """The page for a request that cannot be answered at its redirect URI. When
+    the app is known, the way back is its registered home URL (clients.yaml),
+    never the redirect URI the request named."""
     hint = {
         "invalid_client": "The app that sent you here is not registered with this portal.",
         "invalid_request": "The app that sent you here made a request this portal cannot answer.",
@@ -108,6 +111,7 @@ def error_page(error: str, description: str | None, status: int) -> Response:
         error=error,
         message=description,
         hint=hint,
+        client=client if client is not None and client.home_url else None,
     )
     return Response(page, status=status)
 
@@ -300,6 +304,22 @@ def transaction_gone(gone: transactions.TransactionGone) -> Response:
         client=client,
     )
     return Response(page, status={"unknown": 404, "elsewhere": 403}.get(gone.reason, 410))
+
+
+@bp.post("/authorize/cancel")
+def cancel() -> Response:
+    """The person gave up signing in to the app (Cancel on the sign-in, code
+    or set-up pages): the parked request is answered `access_denied`, with
+    `state` and `iss`, at its registered redirect URI (RFC 6749 4.1.2.1), and
+    the sign-in in progress in this browser ends."""
+    try:
+        tx = transactions.load(request.args.get("tx"))
+    except transactions.TransactionGone as gone:
+        return transaction_gone(gone)
+    sessions.drop_pending()
+    transactions.complete(tx)
+    error = AccessDeniedError("The user cancelled the sign-in.", redirect_uri=tx.params["redirect_uri"])
+    return error_response(error, tx.params)
 
 
 # -- consent ----------------------------------------------------------------------

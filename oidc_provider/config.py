@@ -56,6 +56,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "PORTAL_LOGO", "", "Path of a logo file (SVG or PNG) shown on every page; empty: the built-in one."
     ),
+    Setting(
+        "SUPPORT_EMAIL",
+        "support@localhost",
+        "Support's address: named on pages and in emails where people are told to contact support (MFA resets).",
+    ),
+    Setting(
+        "SUPPORT_URL",
+        "",
+        "A help page for people who cannot sign in, linked next to SUPPORT_EMAIL; empty: the address only.",
+    ),
     # lifetimes, seconds
     Setting(
         "AUTHORIZATION_CODE_LIFETIME",
@@ -373,6 +383,7 @@ def load(instance_path: str, overrides: dict[str, Any] | None = None) -> dict[st
     values["SMS_ALLOWED_REGIONS"] = [
         r.strip().upper() for r in str(values["SMS_ALLOWED_REGIONS"]).split(",") if r.strip()
     ]
+    _support(values)
     if values["LOG_FORMAT"] not in ("text", "json"):
         raise ConfigError(f"LOG_FORMAT: expected text or json, got {values['LOG_FORMAT']!r}")
     for name in ("WEB_WORKERS", "WEB_THREADS"):
@@ -392,6 +403,20 @@ def load(instance_path: str, overrides: dict[str, Any] | None = None) -> dict[st
     )
     _outages(values)
     return values
+
+
+def _support(values: dict[str, Any]) -> None:
+    """Support's address and help page go into mailto: links and every email: a
+    value that cannot be one is refused at start-up, not found by a person in need."""
+    email = str(values["SUPPORT_EMAIL"] or "").strip()
+    local, _, domain = email.rpartition("@")
+    if not local or not domain or any(c.isspace() or c in '<>"?&,;' for c in email):
+        raise ConfigError(f"SUPPORT_EMAIL: expected an email address like support@example.com, got {email!r}")
+    values["SUPPORT_EMAIL"] = email
+    url = str(values["SUPPORT_URL"] or "").strip()
+    if url and (not url.startswith(("https://", "http://")) or any(c.isspace() for c in url)):
+        raise ConfigError(f"SUPPORT_URL: expected an http(s) URL or nothing, got {url!r}")
+    values["SUPPORT_URL"] = url
 
 
 def _outages(values: dict[str, Any]) -> None:

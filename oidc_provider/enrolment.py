@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, flash, redirect, render_template, request, url_for
 
-from . import audit, messages, mfa, outbox, passkeys, sessions
+from . import audit, messages, mfa, outbox, passkeys, sessions, transactions
+from .clients import Client, query_client
 from .db import db
 from .forms import AddPasskeyForm, CodeForm, EnrolEmailForm, EnrolSmsForm
 from .mfa import PhoneError
-from .models import MfaMethod, User
+from .models import LoginTransaction, MfaMethod, User
 from .security import limiter, row_id, safe_next
 
 bp = Blueprint("enrol", __name__, url_prefix="/mfa/setup")
@@ -52,8 +53,16 @@ def going_on() -> str | None:
 
 
 @bp.context_processor
-def _going_on() -> dict[str, str | None]:
-    return {"going_on": going_on()}
+def _going_on() -> dict[str, object]:
+    return {"going_on": going_on(), "shown": mfa.shown}
+
+
+def signing_in_to() -> tuple[LoginTransaction | None, Client | None]:
+    """(parked request, its app) of a first sign-in setting up its method, so
+    the page says where it goes and Cancel returns there; (None, None) else."""
+    pending = sessions.pending(sessions.ENROL)
+    tx = transactions.find(pending.tx_id) if pending is not None else None
+    return tx, query_client(tx.client_id) if tx is not None else None
 
 
 def _replaces(user: User, kind: str) -> MfaMethod | None:
@@ -65,17 +74,17 @@ def _replaces(user: User, kind: str) -> MfaMethod | None:
     return method
 
 
-def confirmed(user: User, method: MfaMethod, mode: str, replaced: list[str]) -> Response:
+def confirmed(user: User, method: MfaMethod, mode: str, replaced: list[tuple[str, str]]) -> Response:
     """A method was confirmed, taking the place of the methods masked as
-    `replaced` (now gone): finish the sign-in, or record, email and show the
+    `replaced` (now gone; masked and in full): finish the sign-in, or record, email and show the
     change."""
     if mode == "signin":
         sessions.mark_enrolled(method.id)
         return redirect(url_for("login.enrolled"))
     details = {"kind": method.kind, "target": mfa.mask(method)}
     if replaced:
-        change = messages.method_replaced(method, replaced[0])
-        audit.record("mfa_replaced", user=user, replaced=replaced, **details)
+        change = messages.method_replaced(method, *replaced[0])
+        audit.record("mfa_replaced", user=user, replaced=[masked for masked, _ in replaced], **details)
     else:
         change = messages.method_added(method)
         audit.record("mfa_added", user=user, **details)
@@ -98,13 +107,15 @@ def choose() -> str:
     user, mode = enroller()
     has_totp = any(m.kind == "totp" for m in user.confirmed_methods)
     reset = audit.query(user_id=user.id, events=["mfa_reset"], limit=1) if mode == "signin" else []
+    tx, client = signing_in_to() if mode == "signin" else (None, None)
     return render_template(
         "mfa/choose.html",
-        title="Set up two-step sign-in",
         mode=mode,
         has_totp=has_totp,
         reset_at=reset[0].at if reset else None,
         passkeys=mode == "manage" and passkeys.available(),
+        tx=tx,
+        client=client,
     )
 
 
@@ -123,6 +134,7 @@ def authenticator() -> Response | str:
         method,
         "mfa/authenticator.html",
         qr=mfa.qr_svg(mfa.provisioning_uri(method)),
+        otpauth=mfa.provisioning_uri(method),
         secret=mfa.grouped_secret(method),
         replacing=any(m.kind == "totp" for m in user.confirmed_methods),
         focus_code=request.method == "POST",  # at first the QR code comes first, not the keyboard
@@ -137,16 +149,16 @@ def _confirm_page(
         form.code.render_kw = {k: v for k, v in form.code.render_kw.items() if k != "autofocus"}
     message, status = None, 200
     if form.validate_on_submit():
-        replaced = [mfa.mask(m) for m in mfa.replaced_by(method)]  # gone once confirmed
+        replaced = [(mfa.mask(m), mfa.shown(m)) for m in mfa.replaced_by(method)]  # gone once confirmed
         result = mfa.confirm_enrolment(method, form.code.data)
         if result.ok:
             return confirmed(user, method, mode, replaced)
         message, status = messages.code_refusal(result, method.kind), 401
+        form.code.data = ""  # a refused code is typed anew, not corrected
     elif request.method == "POST":
         status = 422
     return render_template(
         template,
-        title="Set up two-step sign-in",
         form=form,
         method=method,
         mode=mode,
@@ -171,7 +183,6 @@ def _target_form(kind: str, form: EnrolEmailForm | EnrolSmsForm, user: User) -> 
     status = 200 if request.method == "GET" else 422
     return render_template(
         "mfa/target.html",
-        title="Set up two-step sign-in",
         form=form,
         kind=kind,
         mode=mode,
@@ -211,7 +222,10 @@ def confirm(method_id: int) -> Response | str:
         method,
         "mfa/confirm.html",
         valid_for=mfa.code_lifetime(),
-        not_sent=messages.code_not_sent(method) if progress is outbox.Progress.NOT_SENT else None,
+        not_sent=messages.code_not_sent(method, full=True) if progress is outbox.Progress.NOT_SENT else None,
+        replacing=method.replaces_id is not None,
+        resend_action=url_for("enrol.resend", method_id=method.id, next=going_on()),
+        resend_in=mfa.resend_wait(method, "enrol"),
     )
 
 
@@ -229,7 +243,7 @@ def send_code(method: MfaMethod) -> None:
     """Queue the enrolment code, remember its message for the confirm page, and say so."""
     result = mfa.send_code(method, "enrol")
     sessions.remember_code_message(method.id, result.message_id)
-    flash(*messages.code_sent(method, result))
+    flash(*messages.code_sent(method, result, full=True))
 
 
 @bp.route("/passkey", methods=["GET", "POST"])

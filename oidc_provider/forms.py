@@ -3,13 +3,15 @@ password managers and one-time-code autofill work."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, RadioField, StringField, TelField
 from wtforms.validators import DataRequired, EqualTo, Length, Regexp, StopValidation
+from wtforms.widgets import PasswordInput
 
-from . import accounts, addresses
+from . import accounts, addresses, passwords
 
 
 def _address(form: Any, field: Any) -> None:
@@ -32,18 +34,60 @@ def _name(form: Any, field: Any) -> None:
         raise StopValidation(str(rejected)) from None
 
 
-CODE = [
-    DataRequired("Enter the 6-digit code."),
-    Regexp(r"^\s*\d{3}\s?\d{3}\s*$", message="The code has 6 digits."),
-]
+CODE = [DataRequired("Enter the 6-digit code."), Regexp(r"^\d{6}$", message="The code has 6 digits.")]
+# what people paste or type between the digits of a code: "123 456", "123-456", "123.456"
+CODE_SEPARATORS = re.compile(r"[\s\-\u2010-\u2015.\u00b7]")
+
+
+def _code_digits(value: str | None) -> str | None:
+    """A typed or pasted code without its separators."""
+    return CODE_SEPARATORS.sub("", value) if isinstance(value, str) else value
 
 
 def _ac(value: str, **extra: str) -> dict[str, dict[str, str]]:
     return {"render_kw": {"autocomplete": value, **extra}}
 
 
+# an address is typed as it is: no capital at its start, no spelling fixes
+ADDRESS = {"spellcheck": "false", "autocapitalize": "none"}
+
+
+class KeptPasswordField(PasswordField):
+    """A new password that is shown again after a refused form when it was
+    not itself the problem (the page is never cached: Cache-Control no-store),
+    so a mistake elsewhere does not mean typing it twice again."""
+
+    widget = PasswordInput(hide_value=False)
+
+    def post_validate(self, form: Any, validation_stopped: bool) -> None:
+        if self.errors:
+            self.data = ""
+
+
+class NewPasswordForm(FlaskForm):
+    """A form that chooses a password: every problem of the password is told
+    at once, with a mismatch of the repeated one (`passwords.policy_problems`)."""
+
+    def account_email(self) -> str | None:
+        """The account the password is for (its address may not be in it)."""
+        return None
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        valid = super().validate(extra_validators)
+        password = self._fields["password"]
+        if password.data and not password.errors:
+            problems = passwords.policy_problems(password.data, self.account_email())
+            if problems:
+                password.errors = list(problems)
+                password.data = ""
+                valid = False
+        if password.errors:  # a refused password is chosen and repeated again
+            self._fields["confirm"].data = ""
+        return valid
+
+
 class LoginForm(FlaskForm):
-    email = EmailField("Email address", EMAIL, **_ac("username", autofocus="autofocus"))
+    email = EmailField("Email address", EMAIL, **_ac("username", autofocus="autofocus", **ADDRESS))
     password = PasswordField(
         "Password", [DataRequired("Enter your password."), Length(max=1024)], **_ac("current-password")
     )
@@ -56,7 +100,8 @@ class CodeForm(FlaskForm):
     code = StringField(
         "6-digit code",
         CODE,
-        **_ac("one-time-code", inputmode="numeric", pattern=r"[0-9 ]*", maxlength="7", autofocus="autofocus"),
+        filters=[_code_digits],
+        **_ac("one-time-code", inputmode="numeric", autofocus="autofocus", spellcheck="false"),
     )
     trust = BooleanField("Trust this computer (skip MFA for a week)")
 
@@ -69,32 +114,44 @@ class SendCodeForm(FlaskForm):
     method = HiddenField()
 
 
-class RegisterForm(FlaskForm):
+class RegisterForm(NewPasswordForm):
     name = StringField(
         "Full name", [DataRequired("Enter your full name."), Length(max=200), _name], **_ac("name")
     )
-    email = EmailField("Email address", EMAIL, **_ac("email"))
-    password = PasswordField("Password", [DataRequired("Choose a password.")], **_ac("new-password"))
-    confirm = PasswordField(
+    email = EmailField("Email address", EMAIL, **_ac("email", **ADDRESS))
+    password = KeptPasswordField("Password", [DataRequired("Choose a password.")], **_ac("new-password"))
+    confirm = KeptPasswordField(
         "Repeat the password",
         [DataRequired("Repeat the password."), EqualTo("password", "The passwords do not match.")],
         **_ac("new-password"),
     )
 
+    def account_email(self) -> str | None:
+        return self.email.data if not self.email.errors else None
+
 
 class EmailForm(FlaskForm):
     """Forgot password and "send me a new activation link"."""
 
-    email = EmailField("Email address", EMAIL, **_ac("email"))
+    email = EmailField("Email address", EMAIL, **_ac("email", **ADDRESS))
 
 
-class ResetPasswordForm(FlaskForm):
-    password = PasswordField("New password", [DataRequired("Choose a password.")], **_ac("new-password"))
-    confirm = PasswordField(
+class ResetPasswordForm(NewPasswordForm):
+    """A new password for the account `email` (reset link, change password)."""
+
+    password = KeptPasswordField("New password", [DataRequired("Choose a password.")], **_ac("new-password"))
+    confirm = KeptPasswordField(
         "Repeat the new password",
         [DataRequired("Repeat the password."), EqualTo("password", "The passwords do not match.")],
         **_ac("new-password"),
     )
+
+    def __init__(self, *args: Any, email: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._account_email = email
+
+    def account_email(self) -> str | None:
+        return self._account_email
 
 
 class ChangePasswordForm(ResetPasswordForm):
@@ -108,7 +165,7 @@ class ReauthForm(FlaskForm):
 
 
 class EnrolEmailForm(FlaskForm):
-    email = EmailField("Email address for codes", EMAIL, **_ac("email"))
+    email = EmailField("Email address for codes", EMAIL, **_ac("email", **ADDRESS))
 
 
 class EnrolSmsForm(FlaskForm):

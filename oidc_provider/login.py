@@ -21,6 +21,7 @@ from . import (
     recovery,
     sessions,
     signin,
+    support,
     transactions,
 )
 from .clients import query_client
@@ -254,6 +255,7 @@ def second_factor() -> Response | str:
                 user, AMR[method.kind], interaction.ACR_MFA, mfa=True, method=method, trust=trust, tx=tx
             )
         message, status = result.error, STATUS[result.kind]
+        form.code.data = ""  # a refused code is typed anew, not corrected
     elif request.method == "POST":
         status = 422
     standing = signin.standing(user)  # said before any code is typed: locked (until when), or the last try
@@ -261,6 +263,8 @@ def second_factor() -> Response | str:
         status = 429
     message = message or standing.message
     form.method.data = str(method.id)
+    if method.kind == "sms":  # a texted code fills the field on phones that offer it (WebOTP)
+        form.code.render_kw = {**form.code.render_kw, "data-webotp": ""}
     return render_template(
         "login/code.html",
         title="Enter your code",
@@ -278,6 +282,10 @@ def second_factor() -> Response | str:
         locked=standing.locked,
         not_sent=_not_sent(method),
         has_passkey=bool(user.passkeys) and passkeys.available(),
+        account=user.email,
+        reset_mailto=support.mfa_reset_mailto(user.email),
+        resend_action=url_for("login.send_code"),
+        resend_in=mfa.resend_wait(method, "signin"),
     ), status
 
 
@@ -309,6 +317,21 @@ def send_code() -> Response:
         sessions.remember_code_message(method.id, result.message_id)
         flash(*messages.code_sent(method, result))
     return redirect(url_for("login.second_factor", method=method.id))
+
+
+SETUP_SKIPPED = (
+    "Two-step sign-in was not set up, so you are not signed in. The next sign-in asks you to set it up."
+)
+
+
+@bp.post("/login/cancel")
+def cancel() -> Response:
+    """Give up a sign-in that no app asked for (Cancel while setting up a first
+    method): nothing is set up, and the next sign-in asks again. (An app's
+    request is answered by `authorize.cancel`.)"""
+    if sessions.drop_pending():
+        flash(SETUP_SKIPPED, "info")
+    return redirect(url_for("login.password"), 303)
 
 
 @bp.get("/login/enrolled")
@@ -394,6 +417,7 @@ def passkey() -> Response | str:
         reauth=pending.purpose == sessions.REAUTH,
         codes=bool(user.confirmed_methods),
         cancel=pending.next_url or url_for("portal.home"),
+        reset_mailto=support.mfa_reset_mailto(user.email),
     ), status
 
 
@@ -476,6 +500,8 @@ def recovery_code() -> Response | str:
         cancel=pending.next_url or url_for("portal.home"),
         has_passkey=bool(user.passkeys) and passkeys.available(),
         codes=bool(user.confirmed_methods),
+        reset_mailto=support.mfa_reset_mailto(user.email),
+        reauth=pending.purpose == sessions.REAUTH,
     ), status
 
 

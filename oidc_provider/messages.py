@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from . import delivery, outbox
-from .mfa import Outcome, SendOutcome, SendResult, VerifyResult, mask
+from .mfa import Outcome, SendOutcome, SendResult, VerifyResult, mask, shown
 from .models import MfaMethod, User
 
 CODE_REFUSALS = {
@@ -41,12 +41,14 @@ def code_refusal(result: VerifyResult, kind: str) -> str:
     return message
 
 
-def code_sent(method: MfaMethod, result: SendResult) -> tuple[str, str]:
-    """What to tell the user after asking for a code: (message, flash category)."""
+def code_sent(method: MfaMethod, result: SendResult, full: bool = False) -> tuple[str, str]:
+    """What to tell the user after asking for a code: (message, flash category).
+    `full`: name the address or number in full (set-up pages: the person typed it)."""
     wait = _wait(result.seconds_left)
+    target = shown(method) if full else mask(method)
     return {
         SendOutcome.SENT: (
-            f"We're sending a code to {mask(method)}; it usually arrives within a minute.",
+            f"We're sending a code to {target}; it usually arrives within a minute.",
             "success",
         ),
         SendOutcome.COOLDOWN: (f"A code was sent moments ago. You can ask for a new one in {wait}.", "info"),
@@ -63,21 +65,26 @@ def code_progress(method: MfaMethod, message_id: int | None) -> outbox.Progress:
     return outbox.progress(message_id, outbox.SMS if method.kind == "sms" else outbox.MAIL)
 
 
-def code_not_sent(method: MfaMethod) -> str:
+def code_not_sent(method: MfaMethod, full: bool = False) -> str:
     """The code (or its last attempt) failed: say so, and what to do."""
-    return f"We could not send the code to {mask(method)}; try again, or use another method."
+    target = shown(method) if full else mask(method)
+    return f"We could not send the code to {target}; try again, or use another method."
 
 
 # --- changes to the sign-in methods ----------------------------------------------------
 
 
-def describe(method: MfaMethod) -> str:
+def describe(method: MfaMethod, full: bool = False) -> str:
     """A method in a sentence: "the authenticator app", "email codes to
-    j***@example.org", "text message codes to +31 6 ****5678"."""
+    j***@example.org", "text message codes to +31 6 ****5678". `full`: the
+    address or number as it is, for its signed-in owner's pages (emails and
+    the audit log keep it masked)."""
     if method.kind == "totp":
         return "the authenticator app"
-    medium = "email codes" if method.kind == "email" else "text message codes"
-    return f"{medium} to {mask(method)}"
+    target = shown(method) if full else mask(method)
+    if method.kind == "email":
+        return f"email codes to {target}"
+    return f"text message codes to {target}"
 
 
 @dataclass(frozen=True)
@@ -92,12 +99,13 @@ class Change:
 def method_added(method: MfaMethod) -> Change:
     return Change(
         f"A new sign-in method ({describe(method)}) was added",
-        f"Done: you can now sign in with {describe(method)}.",
+        f"Done: you can now sign in with {describe(method, full=True)}.",
     )
 
 
-def method_replaced(method: MfaMethod, old: str) -> Change:
-    """`method` took the place of the method masked (`mask`) as `old`."""
+def method_replaced(method: MfaMethod, old: str, old_shown: str) -> Change:
+    """`method` took the place of the method masked (`mask`) as `old`, shown in
+    full (`shown`) as `old_shown`."""
     if method.kind == "totp":
         return Change(
             "Your authenticator app was replaced by a new one",
@@ -105,12 +113,13 @@ def method_replaced(method: MfaMethod, old: str) -> Change:
         )
     return Change(
         f"Your codes now go to {mask(method)} instead of {old}",
-        f"Codes now go to {mask(method)} instead of {old}.",
+        f"Codes now go to {shown(method)} instead of {old_shown}.",
     )
 
 
-def method_removed(old: str) -> Change:
-    return Change(f"A sign-in method ({old}) was removed", f"Removed: {old}.")
+def method_removed(old: str, old_shown: str) -> Change:
+    """A method was removed: `describe`d masked as `old`, in full as `old_shown`."""
+    return Change(f"A sign-in method ({old}) was removed", f"Removed: {old_shown}.")
 
 
 def mfa_changed(user: User, change: str) -> int | None:

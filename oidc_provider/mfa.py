@@ -389,6 +389,13 @@ def send_code(method: MfaMethod, purpose: str = "signin") -> SendResult:
     return SendResult(SendOutcome.SENT, message_id=message_id)
 
 
+def resend_wait(method: MfaMethod, purpose: str = "signin") -> int:
+    """Seconds before another code for `purpose` may be sent (0: now), the
+    countdown next to "Send a new code"."""
+    refused = _send_refusal(method, purpose) if method.kind != "totp" else None
+    return refused.seconds_left if refused else 0
+
+
 def _send_refusal(method: MfaMethod, purpose: str) -> SendResult | None:
     cfg = current_app.config
     if _code_waiting(method, purpose):
@@ -452,6 +459,7 @@ def _deliver(method: MfaMethod, code: str, purpose: str) -> int | None:
         code=code,
         action=PURPOSES[purpose],
         valid_for=valid_for,
+        forgot_link=delivery.link("account.forgot_password"),
     )
 
 
@@ -535,6 +543,23 @@ def mask(method: MfaMethod) -> str:
         local, _, domain = target.rpartition("@")
         return f"{local[:1]}***@{domain}"
     return _mask_phone(target)
+
+
+def shown(method: MfaMethod) -> str:
+    """How pages name a method to its signed-in owner: in full, so a typo can
+    be seen ("ada.codes@example.com", "+31 6 12345678"); `mask` is for the
+    code page, before the second step."""
+    if method.kind == "totp":
+        return "Authenticator app"
+    target = method.target or ""
+    if method.kind == "email":
+        return target
+    try:
+        return phonenumbers.format_number(
+            phonenumbers.parse(target), phonenumbers.PhoneNumberFormat.INTERNATIONAL
+        )
+    except phonenumbers.NumberParseException:
+        return target
 
 
 def _mask_phone(e164: str) -> str:

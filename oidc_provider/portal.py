@@ -24,13 +24,25 @@ from flask import (
     url_for,
 )
 
-from . import accounts, audit, logout, messages, mfa, passkeys, passwords, recovery, sessions, signin
+from . import (
+    accounts,
+    activity,
+    audit,
+    logout,
+    messages,
+    mfa,
+    passkeys,
+    passwords,
+    recovery,
+    sessions,
+    signin,
+)
 from .clients import Client, all_clients, query_client
 from .db import db, now, same
 from .forms import ChangePasswordForm, ConfirmForm
 from .mfa import LastMethodError
-from .models import SsoSession, TrustedComputer, User
-from .security import csrf, safe_next
+from .models import MfaMethod, Passkey, SsoSession, TrustedComputer, User
+from .security import csrf, row_id, safe_next
 
 bp = Blueprint("portal", __name__)
 
@@ -92,7 +104,7 @@ def details(sso: SsoSession) -> str:
     trusted = db.session.scalars(
         db.select(TrustedComputer).filter_by(user_id=user.id).order_by(TrustedComputer.created_at.desc())
     ).all()
-    signins = audit.query(user_id=user.id, events=["signin_ok", "signin_failed", "mfa_failed"], limit=10)
+    recent = activity.page(user, 1, size=RECENT)
     active = db.session.scalars(
         db.select(SsoSession)
         .filter_by(user_id=user.id, ended_at=None)
@@ -104,25 +116,39 @@ def details(sso: SsoSession) -> str:
         title="My details",
         user=user,
         methods=mfa.methods(user),
-        mask=mfa.mask,
+        shown=mfa.shown,
         trusted=trusted,
-        signins=signins,
+        recent=recent,
         form=ConfirmForm(),
         this_computer=sessions.trusted_computer(user),
         active=active,
         current_sid=sso.sid,
         device=sessions.device_label,
-        describe=messages.describe,
-        apps=all_clients(),
         **_reminders(user),
     )
+
+
+RECENT = 5  # activity entries on My details; the rest on the activity pages
+
+
+@bp.get("/account/activity")
+@signed_in
+def activity_list(sso: SsoSession) -> str:
+    """Every sign-in, wrong try, lockout and change of the account, a page at a time."""
+    number = row_id(request.args.get("page") or "1")
+    if not number:
+        abort(404)
+    listed = activity.page(sso.user, number)
+    if number > 1 and not listed.entries:
+        abort(404)
+    return render_template("portal/activity.html", title="Account activity", user=sso.user, listed=listed)
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
 @signed_in
 def change_password(sso: SsoSession) -> Response | tuple[str, int]:
     """Change password: the current one first; other browsers are signed out."""
-    form = ChangePasswordForm()
+    form = ChangePasswordForm(email=sso.user.email)
     error, status = None, 200
     if form.validate_on_submit():
         error = signin.check_current_password(sso.user, form.current.data)
@@ -169,11 +195,60 @@ def mfa_methods(sso: SsoSession) -> str:
         can_add_passkey=passkeys.available(),
         recovery_count=recovery.COUNT,
         **_reminders(user),
-        mask=mfa.mask,
+        shown=mfa.shown,
         describe=messages.describe,
         fresh=sessions.is_fresh(sso),
         form=ConfirmForm(),
         next=safe_next(request.args.get("next")),
+    )
+
+
+@bp.get("/account/mfa/<int:method_id>/remove")
+@signed_in
+@fresh
+def confirm_removal(sso: SsoSession, method_id: int) -> Response | str:
+    """Removing a method asks first, naming it; the last one cannot be removed."""
+    method = mfa.find(sso.user, method_id)
+    if method is None or method.confirmed_at is None:
+        abort(404)
+    return _ask_before_removal(sso.user, method=method)
+
+
+@bp.get("/account/mfa/passkeys/<int:passkey_id>/remove")
+@signed_in
+@fresh
+def confirm_passkey_removal(sso: SsoSession, passkey_id: int) -> Response | str:
+    """Removing a passkey asks first too; never the last sign-in method."""
+    passkey = passkeys.find(sso.user, passkey_id)
+    if passkey is None:
+        abort(404)
+    return _ask_before_removal(sso.user, passkey=passkey)
+
+
+def _ask_before_removal(
+    user: User, method: MfaMethod | None = None, passkey: Passkey | None = None
+) -> Response | str:
+    """The confirmation page of a removal, or back to Manage MFA when it is
+    the account's only sign-in method (methods and passkeys together)."""
+    total = _reminders(user)["total"]
+    if total < 2:
+        flash(str(LastMethodError()), "error")
+        return redirect(url_for("portal.mfa_methods"), 303)
+    if passkey is not None:
+        action = url_for("portal.remove_passkey", passkey_id=passkey.id)
+    else:
+        assert method is not None
+        action = url_for("portal.remove_method", method_id=method.id)
+    return render_template(
+        "portal/remove_method.html",
+        title="Remove a passkey?" if passkey is not None else "Remove a sign-in method?",
+        user=user,
+        method=method,
+        passkey=passkey,
+        others=total - 1,
+        action=action,
+        shown=mfa.shown,
+        form=ConfirmForm(),
     )
 
 
@@ -186,7 +261,7 @@ def remove_passkey(sso: SsoSession, passkey_id: int) -> Response:
     if passkey is None or not ConfirmForm().validate_on_submit():
         abort(404)
     name = passkey.name
-    change = messages.method_removed(messages.describe_passkey(name))
+    change = messages.method_removed(messages.describe_passkey(name), messages.describe_passkey(name))
     try:
         passkeys.remove(user, passkey)
     except LastMethodError as exc:
@@ -227,7 +302,8 @@ def remove_method(sso: SsoSession, method_id: int) -> Response:
     method = mfa.find(user, method_id)
     if method is None or method.confirmed_at is None or not ConfirmForm().validate_on_submit():
         abort(404)
-    kind, label, change = method.kind, mfa.mask(method), messages.method_removed(messages.describe(method))
+    kind, label = method.kind, mfa.mask(method)
+    change = messages.method_removed(messages.describe(method), messages.describe(method, full=True))
     try:
         mfa.remove(user, method_id)
     except LastMethodError as exc:
@@ -251,7 +327,7 @@ def mfa_welcome(sso: SsoSession) -> str:
         title="You're protected",
         user=sso.user,
         methods=mfa.methods(sso.user),
-        mask=mfa.mask,
+        shown=mfa.shown,
         next=going_on,
         codes=sessions.take_to_show(),  # the recovery codes of the first method, shown this once
     )

@@ -122,12 +122,33 @@ def wants_json() -> bool:
     )
 
 
+# In the portal's own words, for errors raised without a description of ours
+# (werkzeug's defaults speak of "the server" and "the URL").
+PAGES = {
+    404: (
+        "We can't find that page",
+        "The address may be mistyped, or the page has moved.",
+        "Check the address, or start again from the portal home.",
+    ),
+    405: ("That did not work", "This page cannot be used that way.", "Go back and try again."),
+    413: ("That was too much", "What was sent is larger than any form here accepts.", None),
+    500: (
+        "Something went wrong on our side",
+        "Nothing you did caused this. Please try again in a moment.",
+        None,
+    ),
+}
+
+
 def _http_error(exc: HTTPException) -> tuple[Response | str, int]:
     code = exc.code or 500
     if wants_json():
         return jsonify(
             error="invalid_request" if code < 500 else "server_error", error_description=exc.description
         ), code
+    if code in PAGES and exc.description == type(exc).description:
+        title, message, hint = PAGES[code]
+        return render_template("error.html", title=title, message=message, hint=hint), code
     return render_template("error.html", title=exc.name, message=exc.description), code
 
 

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 
-from . import accounts, audit, devices, lockout, messages, mfa, passwords, recovery
+from . import accounts, audit, devices, formats, lockout, messages, mfa, passwords, recovery, support
 from .db import db, now, token_hash
 from .lockout import Counted
 from .models import KnownDevice, LoginThrottle, MfaMethod, User
@@ -80,8 +80,9 @@ def _until(seconds: int) -> str:
     start, end = now(), now() + timedelta(seconds=seconds)
     if end.second or end.microsecond:  # round up: the minute shown is never too early
         end = end.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    day = "" if end.date() == start.date() else f" on {end.day} {end:%B}"
-    return f"at {end:%H:%M} UTC{day}"
+    if end.date() == start.date():
+        return f"at {formats.time_of_day(end)}"
+    return f"at {formats.time_of_day(end)} on {formats.day_in_year(end)}"
 
 
 def locked_message(seconds: int) -> str:
@@ -147,7 +148,7 @@ def check_password(email: str, password: str, client_id: str | None = None) -> P
         user.password_hash = passwords.hash_password(password)
     db.session.commit()
     if user.disabled_at is not None:
-        return PasswordResult(None, "This account has been disabled. Please contact support.", "disabled")
+        return PasswordResult(None, support.disabled_message(), "disabled")
     if user.activated_at is None:
         return PasswordResult(
             user,

@@ -48,7 +48,7 @@ def test_a_sign_in_from_a_new_browser_is_mailed_with_time_browser_and_ip(rp, app
 
     [mail] = alerts(smtp_server, rp.user)
     body = text_of(mail)
-    assert "26 November 2026 at 12:0" in body and "UTC" in body
+    assert "26 November 2026, 12:0" in body and "UTC" in body  # formats.moment, as every page says it (UX 16)
     assert "Firefox on Windows" in body and "127.0.0.1" in body
     assert any("/not-me/" in link for link in links(mail))
     assert "within 24 hours" in body

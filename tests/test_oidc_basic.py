@@ -320,8 +320,9 @@ def test_id_token_hint_not_from_this_provider_is_invalid_request(rp):
 def test_oidcc_login_hint(rp):
     response = rp.authorize(login_hint=rp.user.email)
     page = rp.browser.get(response.location)
-    [login_form] = forms(page.data)
+    login_form, cancel = forms(page.data)  # the sign-in, and "Cancel and go back to" the app
     assert ("email", rp.user.email) in login_form["fields"]
+    assert cancel["action"].startswith("/authorize/cancel?tx=")
     rp.redeem(response)
 
 

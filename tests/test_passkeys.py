@@ -164,6 +164,35 @@ def test_a_passkey_can_be_removed_but_never_the_last_method(rp, app, device, clo
     assert len(passkeys_of(app, rp.user)) == 1
 
 
+def test_removing_a_passkey_asks_first_and_the_last_method_is_not_offered(rp, app, device, clock):
+    """UX 11 for passkeys: Remove is a link to a page that names the passkey and
+    asks; with the passkey as the only method left, that page sends the person
+    back to Manage MFA saying why, and Manage MFA offers no Remove."""
+    signed_in(rp)
+    add_passkey(rp, device)
+    [passkey] = passkeys_of(app, rp.user)
+    manage = text(rp.browser.get("/account/mfa"))
+    assert f'href="/account/mfa/passkeys/{passkey.id}/remove"' in manage
+
+    confirm = rp.browser.get(f"/account/mfa/passkeys/{passkey.id}/remove")
+
+    assert confirm.status_code == 200
+    page = text(confirm)
+    assert "<title>Remove a passkey? · " in page and "Remove this passkey?" in page
+    assert "Passkey “Work laptop”" in page and "You keep your other method" in page
+    assert f'action="/account/mfa/passkeys/{passkey.id}/remove"' in page and "Keep it" in page
+    assert len(passkeys_of(app, rp.user)) == 1  # asking removed nothing
+
+    with app.app_context():  # the authenticator app goes: the passkey is the only method left
+        [totp] = db.session.get(User, rp.user.id).confirmed_methods
+    assert rp.browser.post(f"/account/mfa/{totp.id}/remove").status_code == 303
+    last = rp.browser.get(f"/account/mfa/passkeys/{passkey.id}/remove")
+    assert last.status_code == 303 and path(last) == "/account/mfa"
+    manage = text(rp.browser.get("/account/mfa"))
+    assert "This is your only sign-in method" in manage
+    assert f"/account/mfa/passkeys/{passkey.id}/remove" not in manage
+
+
 def test_removing_a_passkey_is_audited_and_it_no_longer_signs_in(rp, app, with_passkey):
     response = password_step(rp)
     response = passkey_step(rp, with_passkey)

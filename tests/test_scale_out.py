@@ -154,8 +154,11 @@ class Browser:
         return self.session.get(self.absolute(url), allow_redirects=False, timeout=30, **kw)
 
     def submit(self, page: requests.Response, fields: dict[str, str], **kw) -> requests.Response:
-        """Fill the page's form that has a CSRF token and post it to its action."""
-        [form] = [f for f in forms(page.content) if "csrf_token" in dict(f["fields"])]
+        """Fill the page's form that has a CSRF token and the fields to fill, and
+        post it to its action (a page also has forms of other buttons: Cancel, Send a new code)."""
+        [form] = [
+            f for f in forms(page.content) if {"csrf_token", *fields} <= {name for name, _ in f["fields"]}
+        ]
         action = form.get("action") or page.url
         data = {**dict(form["fields"]), **fields}
         return self.session.post(self.absolute(action), data=data, allow_redirects=False, timeout=30, **kw)

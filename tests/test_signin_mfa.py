@@ -26,7 +26,8 @@ def sign_in_password(browser, user, **args):
 def enrol_authenticator(browser) -> pyotp.TOTP:
     page = browser.get("/mfa/setup/authenticator").get_data(as_text=True)
     secret = re.search(r'id="secret">([A-Z2-7 ]+)<', page).group(1).replace(" ", "")
-    assert "<svg" in page and "otpauth" not in page  # QR inline, URI not printed
+    # QR inline; the URI (it holds the secret) only behind "Open in authenticator app", never printed
+    assert "<svg" in page and page.count("otpauth://") == 1 and 'href="otpauth://' in page
     return pyotp.TOTP(secret)
 
 

@@ -224,6 +224,18 @@ def after_silent_refusal(error: str) -> Response:
     return home_page()
 
 
+def after_refusal(error: str, state: str) -> Response:
+    """The portal answered our sign-in request with an error: access_denied when the
+    person chose Cancel there. This app's page, saying so, without asking again."""
+    demo().portal.framework.clear_state_data(session, state)
+    session["sso_checked"] = True
+    if error == "access_denied":
+        flash("You cancelled the sign-in at the Login Portal.")
+    else:
+        flash(f"The Login Portal refused the sign-in ({error}).", "error")
+    return home_page()
+
+
 def same(given: str, expected: str) -> bool:
     """Constant-time comparison of a value from the request with ours (any characters)."""
     return bool(expected) and secrets.compare_digest(given.encode(), expected.encode())
@@ -288,6 +300,8 @@ def callback() -> Response:
     error = silent_refusal(state)
     if error and silent_answer(error) != "refused":
         return after_silent_refusal(error)
+    if "error" in request.args and app.portal.framework.get_state_data(session, state) is not None:
+        return after_refusal(request.args["error"], state)
     token = app.portal.authorize_access_token()
     claims = dict(token["userinfo"])  # Authlib's name for the validated ID token claims
     userinfo = dict(app.portal.userinfo(token=token))

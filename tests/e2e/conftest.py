@@ -16,6 +16,7 @@ import pytest
 from mailserver import Inbox, free_port, serving
 
 from .people import (
+    CHECKED,
     TOO_WIDE,
     Account,
     Mailbox,
@@ -52,6 +53,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_terminal_summary(terminalreporter, config) -> None:
     if SCREENSHOTS.is_dir() and any(SCREENSHOTS.iterdir()):
         terminalreporter.write_line(f"e2e screenshots (1280 and 360 px wide): {SCREENSHOTS}")
+    if CHECKED:
+        terminalreporter.write_line(f"axe-core (WCAG 2.2 AA) checked {len(CHECKED)} pages at 1280 and 360 px")
     for page in TOO_WIDE:
         terminalreporter.write_line(f"e2e page wider than the window: {page}")
 

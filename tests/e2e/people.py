@@ -1,7 +1,8 @@
 """What a person has and does: a mailbox, an authenticator app, and the steps
 they take on the portal's pages (register, sign in, enter a code, set up a
 method). Each step waits for what a person would see before going on, and
-every page it shows is photographed at two widths (`Screens`)."""
+every page it shows is photographed at two widths and checked with axe-core
+for WCAG 2.2 AA (`Screens`): a serious or critical violation fails the test."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pyotp
+from axe_playwright_python.sync_playwright import Axe
 from mailserver import Inbox, links, text_of
 from playwright.sync_api import Page, expect
 
@@ -23,6 +25,29 @@ CODE_LINE = re.compile(r"^\s*(\d{6})\s*$", re.MULTILINE)
 WIDTHS = (1280, 360)
 HEIGHTS = {1280: 800, 360: 740}
 TOO_WIDE: list[str] = []  # pages wider than the window, listed at the end of the run
+AXE = Axe()
+# WCAG 2.2 level A and AA, the rules axe-core has for them
+AXE_OPTIONS = {
+    "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]},
+    "resultTypes": ["violations"],
+}
+BLOCKING = ("serious", "critical")
+CHECKED: list[str] = []  # every page axe looked at (count printed at the end of the run)
+
+
+class AccessibilityError(AssertionError):
+    """A page has serious or critical WCAG 2.2 AA violations (axe-core)."""
+
+
+def accessibility_problems(page: Page) -> list[str]:
+    """The serious and critical axe-core violations of the page as it is now,
+    one line each: rule, impact, what it asks, and the elements concerned."""
+    violations = AXE.run(page, options=AXE_OPTIONS).response["violations"]
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {', '.join(str(n['target']) for n in v['nodes'][:5])}"
+        for v in violations
+        if v["impact"] in BLOCKING
+    ]
 
 
 def unique_email(who: str) -> str:
@@ -127,6 +152,7 @@ class Screens:
         self.count += 1
         stem = f"{self.count:02d}-{name}"
         notes = []
+        problems: list[str] = []
         for width in WIDTHS:
             self.page.set_viewport_size({"width": width, "height": HEIGHTS[width]})
             self.page.screenshot(path=self.folder / f"{stem}-{width}.png", full_page=True)
@@ -134,9 +160,13 @@ class Screens:
             if wide > width:  # the person has to scroll sideways
                 notes.append(f"{wide} px wide at {width} px")
                 TOO_WIDE.append(f"{self.folder.name}/{stem} ({urlsplit(self.page.url).path}): {notes[-1]}")
+            problems += [f"at {width} px: {p}" for p in accessibility_problems(self.page)]
+        CHECKED.append(self.page.url)
         self.page.set_viewport_size({"width": WIDTHS[0], "height": HEIGHTS[WIDTHS[0]]})
         with (self.folder / "index.txt").open("a") as index:
-            index.write("\t".join([stem, self.page.url, *notes]) + "\n")
+            index.write("\t".join([stem, self.page.url, *notes, *problems]) + "\n")
+        if problems:
+            raise AccessibilityError(f"{stem} ({self.page.url}): WCAG 2.2 AA, axe-core:\n" + "\n".join(problems))
 
 
 # -- steps on the portal's pages -----------------------------------------------------------

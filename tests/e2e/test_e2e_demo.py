@@ -181,10 +181,12 @@ def test_devops_portal_asks_a_trusted_computer_for_a_code(
     page.wait_for_url(f"{portal}/login/code")
     expect(page.get_by_text("DevOps Portal asks for a code for this sign-in.")).to_be_visible()
     photo(shots, "devops-portal-asks-for-a-code")
-    page.get_by_role("link", name="Cancel").click()
+    page.get_by_role("button", name="Cancel and go back to DevOps Portal").click()  # access_denied
     expect(page).to_have_url(f"{devops.url}/")
     expect(page.get_by_role("heading", name="You are not signed in")).to_be_visible()
-    expect(page.get_by_role("status")).to_contain_text("DevOps Portal asks you to confirm it's you")
+    statuses = page.get_by_role("status")
+    expect(statuses.filter(has_text="DevOps Portal asks you to confirm it's you")).to_be_visible()
+    expect(statuses.filter(has_text="You cancelled the sign-in at the Login Portal.")).to_be_visible()
     photo(shots, "devops-portal-after-cancel")
 
     page.get_by_role("link", name="Sign in with the Login Portal").click()

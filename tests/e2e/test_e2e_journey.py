@@ -227,5 +227,5 @@ def test_a_person_registers_sets_up_mfa_and_signs_in_once_for_every_app(
     shots("my-details")
     page.goto(f"{portal}/account/mfa")
     expect(page.get_by_role("heading", name="Manage MFA")).to_be_visible()
-    expect(page.get_by_role("button", name="Remove")).to_have_count(2)
+    expect(page.get_by_role("link", name="Remove")).to_have_count(2)  # each asks first (UX 11)
     shots("manage-mfa")

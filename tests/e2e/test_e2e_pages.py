@@ -148,6 +148,7 @@ def test_forgot_password_and_the_emailed_reset_link(page: Page, shots, provider,
     page.goto(link)  # the link worked once
     expect(page.get_by_role("heading", name="This link has already been used")).to_be_visible()
     expect(page.get_by_role("link", name="Back to sign in")).to_be_visible()
+    expect(page.get_by_label("Email address")).to_have_value("")  # UX 22
     photo(shots, "reset-link-used")
 
 
@@ -207,7 +208,8 @@ def test_the_authorize_error_page(page: Page, shots, provider, node_client):
 def test_the_404_page(page: Page, shots, provider):
     answer = page.goto(f"{provider.url}/no-such-page")
     assert answer is not None and answer.status == 404
-    expect(page.get_by_role("heading", name="Not Found")).to_be_visible()
+    expect(page.get_by_role("heading", name="We can't find that page")).to_be_visible()  # UX 15
+    expect(page.get_by_role("link", name="Go to the portal home")).to_be_visible()
     photo(shots, "not-found")
 
 
@@ -307,7 +309,8 @@ def test_change_password_confirm_it_is_you_and_sign_out(page: Page, shots, provi
     photo(shots, "reauth-code")
     enter_code(page, app.code())
     page.wait_for_url(f"{portal}/account/mfa")
-    expect(page.get_by_role("link", name="Add a method")).to_be_visible()
+    methods = page.get_by_role("region", name="Your sign-in methods")  # the reminder links there too
+    expect(methods.get_by_role("link", name="Add a method")).to_be_visible()
 
     # Sign out without an app's ID token: the person confirms first.
     page.goto(f"{portal}/logout")
@@ -346,7 +349,7 @@ def test_an_app_asking_for_mfa_on_a_trusted_computer(
     page.wait_for_url(f"{portal}/login/code")
     expect(page.get_by_role("heading", name="Confirm it's you")).to_be_visible()
     expect(page.get_by_text(f"{node_client['name']} asks for a code for this sign-in.")).to_be_visible()
-    expect(page.get_by_role("link", name="Cancel")).to_be_visible()
+    expect(page.get_by_role("button", name=f"Cancel and go back to {node_client['name']}")).to_be_visible()
     photo(shots, "step-up-code")
     enter_code(page, app.code())
     page.wait_for_url(f"{redirect_uri}?**")

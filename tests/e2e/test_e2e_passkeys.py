@@ -18,7 +18,7 @@ from mailserver import Inbox, free_port, links, text_of
 from playwright.sync_api import Page, expect
 
 from .conftest import create_account
-from .people import Account, Mailbox, set_up_authenticator, sign_in_with_password
+from .people import Account, Mailbox, Screens, set_up_authenticator, sign_in_with_password
 from .servers import Provider, provider_process
 
 CODE = re.compile(r"\b([a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4})\b")
@@ -109,6 +109,14 @@ def test_passkey_added_then_used_after_the_password_and_passwordless_then_remove
     sign_in_with_password(page, account)
     expect(page.get_by_role("heading", name="Use your passkey")).to_be_visible()
     shots("passkey-after-the-password")
+    # the code page offers the passkey back, beside a recovery code and support's reset
+    page.get_by_role("link", name="Use a code instead").click()
+    expect(page.get_by_role("heading", name="Enter your code")).to_be_visible()
+    page.get_by_text("Can't use any of these?").click()
+    expect(page.get_by_role("link", name="Write to support")).to_be_visible()
+    shots("code-page-with-the-passkey-offer")
+    page.get_by_role("link", name="Use your passkey").click()
+    expect(page.get_by_role("heading", name="Use your passkey")).to_be_visible()
     page.get_by_role("button", name="Use your passkey").click()
     expect(page.get_by_role("heading", name=re.compile("^Welcome"))).to_be_visible()
     sign_out(page, provider)
@@ -138,7 +146,10 @@ def test_passkey_added_then_used_after_the_password_and_passwordless_then_remove
 
     # removed in Manage MFA (fresh: the passkey sign-in just happened)
     page.goto(f"{provider.url}/account/mfa")
-    page.get_by_role("button", name="Remove the passkey “Work laptop”").click()
+    page.get_by_role("link", name="Remove the passkey “Work laptop”").click()  # asks first (UX 11)
+    expect(page.get_by_role("heading", name="Remove this passkey?")).to_be_visible()
+    shots("remove-a-passkey-asks-first")
+    page.get_by_role("button", name="Remove it").click()
     expect(page.get_by_text("Removed: the passkey “Work laptop”.")).to_be_visible()
     expect(page.get_by_text("Passkey “Work laptop”", exact=True)).to_have_count(0)
     sign_out(page, provider)
@@ -218,6 +229,8 @@ def test_a_recovery_code_and_a_new_device_alert(
         sign_in_with_password(lost, account)
         expect(lost.get_by_role("heading", name="Enter your code")).to_be_visible()
         lost.get_by_role("link", name="Use a recovery code").click()
+        expect(lost.get_by_role("link", name="Write to support")).to_be_visible()  # the last way on
+        Screens(shots.folder, lost)("recovery-code-page")
         lost.get_by_label("Recovery code").fill(codes[0])
         lost.get_by_role("button", name="Sign in").click()
         expect(lost.get_by_role("heading", name="Manage MFA")).to_be_visible()
