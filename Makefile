@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 E2E    := tests/e2e
 
-.PHONY: run test lint e2e-deps demo bench bench-deps clean
+.PHONY: run test lint e2e-deps demo bench bench-deps clean translations
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,18 @@ demo: $(VENV)/.installed $(VENV)/.installed-demo
 	$(FLASK) db upgrade
 	$(FLASK) keys ensure
 	$(BIN)/python -m examples.launcher
+
+# The catalogs (oidc_provider/translations): extract every marked sentence from the
+# package and the templates, merge it into each language's .po (new ones empty, none
+# guessed), and compile the .mo files the portal reads (committed, so a checkout runs as is).
+# Translate the empty msgstr in the .po, then run it again; tests/test_translations.py checks.
+TRANSLATIONS := oidc_provider/translations
+translations: $(VENV)/.installed
+	$(BIN)/pybabel -q extract -F babel.cfg -k _l --no-location --sort-output \
+	  --project "Login Portal" -o $(TRANSLATIONS)/messages.pot .
+	$(BIN)/pybabel -q update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) \
+	  --no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel compile -d $(TRANSLATIONS) --statistics
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -15,6 +15,7 @@ from . import (
     formats,
     health,
     keys,
+    locales,
     logs,
     metrics,
     outage,
@@ -44,6 +45,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     security.init_app(app)
     outage.init_app(app)
     health.init_app(app)
+    locales.init_app(app)
     formats.init_app(app)
     support.init_app(app)
 

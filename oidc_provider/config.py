@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,6 +270,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("TRUSTED_PROXIES", 0, "Reverse proxies in front whose X-Forwarded-For/-Proto are believed.", int),
     Setting("SESSION_COOKIE_SECURE", None, "Secure cookies; unset: on when OIDC_ISSUER is https.", bool),
+    # language and time, as people read them (locales.py)
+    Setting(
+        "TIME_ZONE",
+        "Europe/Amsterdam",
+        "IANA time zone of every date and time people read, on pages and in emails.",
+    ),
     # serving and operating
     Setting("WEB_HOST", "127.0.0.1", "Address `flask serve` listens on (0.0.0.0: every interface)."),
     Setting("WEB_PORT", 5000, "Port `flask serve` listens on.", int),
@@ -390,6 +397,7 @@ def load(instance_path: str, overrides: dict[str, Any] | None = None) -> dict[st
         if values[name] < 1:
             raise ConfigError(f"{name}: must be at least 1, got {values[name]}")
     _check_outbox(values)
+    _time_zone(values)
     for name in ("AUTHORIZATION_CODE_LIFETIME", "ACCESS_TOKEN_LIFETIME", "ID_TOKEN_LIFETIME"):
         if values[name] <= 0:
             raise ConfigError(f"{name}: must be positive, got {values[name]}")
@@ -417,6 +425,15 @@ def _support(values: dict[str, Any]) -> None:
     if url and (not url.startswith(("https://", "http://")) or any(c.isspace() for c in url)):
         raise ConfigError(f"SUPPORT_URL: expected an http(s) URL or nothing, got {url!r}")
     values["SUPPORT_URL"] = url
+def _time_zone(values: dict[str, Any]) -> None:
+    """A zone name that the time zone database does not know is refused at
+    start-up, not found on a page that cannot show a time."""
+    try:
+        zoneinfo.ZoneInfo(str(values["TIME_ZONE"]))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"TIME_ZONE: expected a time zone name like Europe/Amsterdam, got {values['TIME_ZONE']!r}"
+        ) from None
 
 
 def _outages(values: dict[str, Any]) -> None:

@@ -35,11 +35,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import current_app, render_template
+from flask_babel import force_locale
 
 from . import outbox
 from .db import db, now
 from .outbox import PermanentError, TransientError
 
+DEFAULT_LOCALE = "en"  # mail to no account, or to one without a saved language
 URL = re.compile(r"https?://[^\s<>\"']+")
 __all__ = ["PermanentError", "TransientError", "link", "send_composed", "send_mail", "send_sms"]
 
@@ -66,6 +68,7 @@ class Mail:
     template: str
     context: dict[str, Any] = field(default_factory=dict)
     user_id: int | None = None  # whose account it concerns (kept as the message's record)
+    locale: str | None = None  # the recipient's language (locales.py); None: English
 
 
 def send_mail(
@@ -75,13 +78,15 @@ def send_mail(
     *,
     user_id: int | None = None,
     expires_at: datetime | None = None,
+    locale: str | None = None,
     **context: Any,
 ) -> int | None:
     """Queue `templates/email/<template>` rendered with `context` for `to`, and
     commit (with whatever the caller has pending). Returns the outbox id, or
     None when no mail can be sent to that address at all (a line break in a
-    header would inject headers). `expires_at`: not worth sending after."""
-    return queue_mail(Mail(to, subject, template, context, user_id), expires_at=expires_at)
+    header would inject headers). `expires_at`: not worth sending after.
+    `locale`: the recipient's language, which the worker renders it in."""
+    return queue_mail(Mail(to, subject, template, context, user_id, locale), expires_at=expires_at)
 
 
 def queue_mail(mail: Mail, *, expires_at: datetime | None = None) -> int | None:
@@ -137,8 +142,10 @@ def _compose(payload: outbox.Payload) -> outbox.Payload | None:
 
 @outbox.sender(outbox.MAIL)
 def _deliver_mail(payload: outbox.Payload) -> None:
-    """One attempt at a queued mail: render it now, then SMTP or the outbox folder."""
-    message = build_message(payload["to"], payload["subject"], payload["template"], **payload["context"])
+    """One attempt at a queued mail: render it now, in the recipient's
+    language, then SMTP or the outbox folder."""
+    with force_locale(payload.get("locale") or DEFAULT_LOCALE):
+        message = build_message(payload["to"], payload["subject"], payload["template"], **payload["context"])
     if not current_app.config["MAIL_SERVER"]:
         _mail_to_folder(message)
         return

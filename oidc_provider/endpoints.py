@@ -13,7 +13,7 @@ from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import ForbiddenError
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
-from . import interaction, keys, oauth
+from . import interaction, keys, locales, oauth
 from .db import db
 from .security import csrf, limiter
 
@@ -63,8 +63,9 @@ def metadata(app: Flask) -> dict[str, Any]:
         "amr_values_supported": list(interaction.AMR_VALUES),
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "display_values_supported": ["page"],
-        "ui_locales_supported": ["en"],
-        "claims_locales_supported": ["en"],
+        # pages, emails and SMS speak these; claim values are what the person
+        # typed, in no language of ours: no claims_locales_supported
+        "ui_locales_supported": list(locales.LOCALES),
         "authorization_response_iss_parameter_supported": True,
         "end_session_endpoint": f"{issuer}/logout",
         "backchannel_logout_supported": True,

@@ -34,6 +34,9 @@ class User(db.Model):
     # changes when whatever proved who the person is changes (password, MFA reset,
     # disable, sign-out): half-finished sign-ins made under an older one are refused
     security_stamp: Mapped[str] = mapped_column(String(64), default=lambda: new_token(16), server_default="")
+    # the language the person chose (locales.LOCALES): their pages, emails and SMS;
+    # None: no choice saved, pages follow the browser and messages speak English
+    locale: Mapped[str | None] = mapped_column(String(8))
 
     mfa_methods: Mapped[list[MfaMethod]] = relationship(
         back_populates="user", cascade="all, delete-orphan", order_by="MfaMethod.id"

@@ -1,0 +1,178 @@
+"""The language people read: which one a page, an email or an SMS speaks,
+and the switch on every page.
+
+A page speaks, in this order (`choose`):
+
+1. the saved choice of the person it is for (`User.locale`): the signed-in
+   person's, or, between the password and the code, the person signing in;
+2. the browser's choice from the switch (the `portal_locale` cookie), for
+   people not signed in;
+3. `ui_locales` of the authorization request the page belongs to (OpenID
+   Connect Core 3.1.2.1), on `/authorize` itself or parked (`tx`);
+4. the browser's `Accept-Language`;
+5. English.
+
+Emails and SMS are composed and rendered outside any request (the outbox
+worker): they speak the recipient account's saved language (`speaking`),
+English when it has none. Catalogs live in `translations/` (README: how to
+add or update a translation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import Blueprint, Flask, abort, current_app, has_request_context, redirect, request
+from flask_babel import Babel, force_locale, get_locale
+from werkzeug.wrappers import Response as BaseResponse
+
+from . import sessions
+from .db import db
+from .models import LoginTransaction, User
+from .security import safe_next
+
+LOCALES = ("en", "nl")  # the languages with a catalog; the first is the default
+DEFAULT = LOCALES[0]
+NAMES = {"en": "English", "nl": "Nederlands"}  # each in its own language: the switch's labels
+COOKIE = "portal_locale"
+COOKIE_AGE = 365 * 24 * 3600  # a browser's choice lasts a year (it holds nothing secret)
+
+bp = Blueprint("locales", __name__)
+
+
+def supported(value: str | None) -> str | None:
+    """`value` as one of LOCALES ("nl-NL" → "nl"), or None."""
+    if not value:
+        return None
+    language = value.strip().replace("_", "-").split("-")[0].lower()
+    return language if language in LOCALES else None
+
+
+def first_supported(values: str | None) -> str | None:
+    """The first supported language of a space-separated preference list
+    (`ui_locales`: "fr-CA nl en" → "nl")."""
+    for value in (values or "").split():
+        language = supported(value)
+        if language:
+            return language
+    return None
+
+
+def choose(
+    saved: str | None = None,
+    chosen: str | None = None,
+    ui_locales: str | None = None,
+    accept: Any = None,
+) -> str:
+    """The language of a page: the person's saved choice, else the browser's
+    choice from the switch, else the request's `ui_locales`, else the
+    browser's Accept-Language (werkzeug's LanguageAccept), else English."""
+    for language in (supported(saved), supported(chosen), first_supported(ui_locales)):
+        if language:
+            return language
+    if accept is not None:
+        return supported(accept.best_match(LOCALES)) or DEFAULT
+    return DEFAULT
+
+
+def _page_person() -> User | None:
+    """Whom the page is for: the signed-in person, or the one signing in
+    (password accepted, second step owed)."""
+    sso = sessions.current()
+    if sso is not None:
+        return sso.user
+    pending = sessions.pending()
+    return pending.user if pending is not None else None
+
+
+def _ui_locales() -> str | None:
+    """`ui_locales` of the authorization request this page belongs to."""
+    if request.args.get("ui_locales"):  # /authorize itself
+        return request.args["ui_locales"]
+    tx_id = request.args.get("tx")
+    if not tx_id:  # the code page: the request the sign-in in progress answers
+        item = sessions.pending()
+        tx_id = item.tx_id if item is not None else None
+    tx = db.session.get(LoginTransaction, tx_id) if isinstance(tx_id, str) and len(tx_id) <= 64 else None
+    return tx.params.get("ui_locales") if tx is not None else None
+
+
+def select() -> str | None:
+    """Flask-Babel's locale selector: the page's language (`choose`).
+    Outside a request (the outbox worker) None: English, unless `speaking`."""
+    if not has_request_context():
+        return None
+    person = _page_person()
+    return choose(
+        person.locale if person is not None else None,
+        request.cookies.get(COOKIE),
+        _ui_locales(),
+        request.accept_languages,
+    )
+
+
+def current() -> str:
+    """The language of this page (or of the message being rendered)."""
+    locale = get_locale()
+    return locale.language if locale is not None else DEFAULT
+
+
+@contextmanager
+def speaking(locale: str | None) -> Iterator[None]:
+    """Everything translated or formatted inside speaks `locale` (an account's
+    saved choice; None: English): emails and SMS, composed and rendered for
+    their recipient, whatever page or worker does it."""
+    with force_locale(supported(locale) or DEFAULT):
+        yield
+
+
+def recipient_locale(user: User | None) -> str:
+    """The language of messages to `user`: their saved choice, else English."""
+    return supported(user.locale if user is not None else None) or DEFAULT
+
+
+# --- the switch ------------------------------------------------------------------------
+
+
+@bp.post("/language")
+def switch() -> BaseResponse:
+    """The language switch on every page (a CSRF-checked form): saved to the
+    signed-in person's account, and in this browser for every page; then back
+    to the page it was on (a local path only)."""
+    language = request.form.get("lang")
+    if language not in LOCALES:
+        abort(400, "Choose one of the languages on offer.")
+    sso = sessions.current()
+    if sso is not None:
+        sso.user.locale = language
+        db.session.commit()
+    response = redirect(safe_next(request.form.get("next")) or "/", 303)
+    response.set_cookie(
+        COOKIE,
+        language,
+        max_age=COOKIE_AGE,
+        httponly=True,
+        samesite="Lax",
+        secure=current_app.config["SESSION_COOKIE_SECURE"],
+    )
+    return response
+
+
+def _here() -> str:
+    """This page's local path and query, for the switch to come back to."""
+    path = request.full_path
+    return path[:-1] if path.endswith("?") else path
+
+
+def _template_globals() -> dict[str, Any]:
+    return {"page_locale": current, "locales": NAMES, "switch_next": _here}
+
+
+def init_app(app: Flask) -> None:
+    """Flask-Babel with the page's language (`select`) and the switch."""
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT)
+    Babel(app, locale_selector=select)
+    app.context_processor(_template_globals)
+    app.register_blueprint(bp)
