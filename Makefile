@@ -45,7 +45,7 @@ demo: $(VENV)/.installed $(VENV)/.installed-demo
 # Translate the empty msgstr in the .po, then run it again; tests/test_translations.py checks.
 TRANSLATIONS := oidc_provider/translations
 translations: $(VENV)/.installed
-	$(BIN)/pybabel -q extract -F babel.cfg -k _l --no-location --sort-output \
+	$(BIN)/pybabel -q extract -F babel.cfg -k _l -k N_ --no-location --sort-output \
 	  --project "Login Portal" -o $(TRANSLATIONS)/messages.pot .
 	$(BIN)/pybabel -q update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) \
 	  --no-fuzzy-matching --ignore-obsolete

@@ -22,12 +22,13 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.routing import BuildError
 from werkzeug.wrappers import Response as BaseResponse
 
-from . import accounts, alerts, outbox, passwords
+from . import accounts, alerts, formats, locales, outbox, passwords
 from .forms import ConfirmForm, EmailForm, RegisterForm, ResetPasswordForm
 from .security import limiter
 
@@ -61,7 +62,7 @@ def _links() -> dict[str, Any]:
     return {
         "login_url": login_url(),
         "password_hint": passwords.strength_hint(),
-        "duration": accounts.duration,
+        "duration": formats.duration,
     }
 
 
@@ -93,7 +94,9 @@ def register() -> BaseResponse | tuple[str, int]:
     form = RegisterForm()
     if form.validate_on_submit():
         try:
-            mailed = accounts.register_user(form.name.data, form.email.data, form.password.data)
+            mailed = accounts.register_user(
+                form.name.data, form.email.data, form.password.data, locale=locales.current()
+            )
             return _sent("activation", form.email.data, mailed.message_id)
         except accounts.PasswordRejected as rejected:
             form.password.errors = list(rejected.problems)
@@ -173,9 +176,6 @@ def reset_password(token: str) -> str | tuple[str, int]:
 
 # --- "This wasn't me" in a new-device alert ----------------------------------------------
 
-SECURED = "Your account was signed out everywhere. Choose a new password now."
-
-
 @bp.route("/not-me/<token>", methods=["GET", "POST"])
 @link_limit
 def not_me(token: str) -> BaseResponse | str | tuple[str, int]:
@@ -185,16 +185,16 @@ def not_me(token: str) -> BaseResponse | str | tuple[str, int]:
     try:
         if form.validate_on_submit():
             reset = alerts.wasnt_me(token)
-            flash(SECURED, "success")
+            flash(_("Your account was signed out everywhere. Choose a new password now."), "success")
             return redirect(url_for("account.reset_password", token=reset), 303)
         alerts.check(token)
     except accounts.LinkInvalid as invalid:
         return _link_invalid(invalid, accounts.NOT_ME)
-    return render_template("account/not_me.html", title="Secure your account", form=form, token=token)
+    return render_template("account/not_me.html", title=_("Secure your account"), form=form, token=token)
 
 
 @bp.errorhandler(TooManyRequests)
 def _too_many(exc: TooManyRequests) -> tuple[Response | str, int]:
     window = exc.limit.limit.get_expiry() if isinstance(exc, RateLimitExceeded) else 3600
     links = request.endpoint in LINK_ENDPOINTS
-    return render_template("account/too_many.html", wait=accounts.duration(window), links=links), 429
+    return render_template("account/too_many.html", wait=formats.duration(window), links=links), 429

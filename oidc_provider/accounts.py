@@ -28,11 +28,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.routing import BuildError
 
-from . import addresses, audit, delivery, logout, passwords, sessions
+from . import addresses, audit, delivery, formats, locales, logout, passwords, sessions
 from .db import db, new_token, now, same, token_hash
 from .models import AccountToken, AuditEvent, SsoSession, Token, User
 
@@ -45,7 +47,7 @@ DUPLICATE = "duplicate"  # the "you already have an account" notice: no token, c
 class LinkMail:
     """The email that carries a link of one purpose."""
 
-    subject: str  # {portal} is replaced by PORTAL_NAME
+    subject: str  # %(portal)s is replaced by PORTAL_NAME
     template: str
     endpoint: str
     lifetime: str  # the setting
@@ -53,16 +55,16 @@ class LinkMail:
 
 LINK_MAILS = {
     ACTIVATION: LinkMail(
-        "Activate your {portal} account", "activation", "account.activate", "ACTIVATION_LIFETIME"
+        _l("Activate your %(portal)s account"), "activation", "account.activate", "ACTIVATION_LIFETIME"
     ),
     RESET: LinkMail(
-        "Set a new password for {portal}",
+        _l("Set a new password for %(portal)s"),
         "reset_password",
         "account.reset_password",
         "PASSWORD_RESET_LIFETIME",
     ),
     NOT_ME: LinkMail(
-        "New sign-in to your {portal} account", "new_device", "account.not_me", "NOT_ME_LINK_LIFETIME"
+        _l("New sign-in to your %(portal)s account"), "new_device", "account.not_me", "NOT_ME_LINK_LIFETIME"
     ),
 }
 
@@ -156,19 +158,21 @@ def check_name(name: str | None) -> str:
     breaks, NUL, bidi overrides). Raises NameRejected."""
     text = (name or "").strip()
     if not text:
-        raise NameRejected("Enter your full name.")
+        raise NameRejected(_("Enter your full name."))
     if len(text) > NAME_MAX:
-        raise NameRejected(f"Use at most {NAME_MAX} characters for your name.")
+        raise NameRejected(_("Use at most %(max)d characters for your name.", max=NAME_MAX))
     if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") or c in BIDI_CONTROLS for c in text):
-        raise NameRejected("Your name cannot contain line breaks or other control characters.")
+        raise NameRejected(_("Your name cannot contain line breaks or other control characters."))
     return text
 
 
 # --- register and activate -----------------------------------------------------------
 
 
-def register_user(name: str, email: str, password: str) -> Mailed:
+def register_user(name: str, email: str, password: str, locale: str | None = None) -> Mailed:
     """Create an account pending activation and email its activation link.
+    `locale`: the language of the page it was registered on, the account's
+    language from then on (locales.py).
 
     Registering an address whose account still awaits activation registers
     it again: this name and password replace the pending ones, every earlier
@@ -186,14 +190,21 @@ def register_user(name: str, email: str, password: str) -> Mailed:
     password_hash = passwords.hash_password(password)  # also for existing ones: same time spent
     existing = find_user(email)
     if existing is not None:
-        return _register_again(existing, name, password_hash)
-    user = User(sub=new_token(16), email=email, name=name, password_hash=password_hash, created_at=now())
+        return _register_again(existing, name, password_hash, locale)
+    user = User(
+        sub=new_token(16),
+        email=email,
+        name=name,
+        password_hash=password_hash,
+        created_at=now(),
+        locale=locales.supported(locale),
+    )
     db.session.add(user)
     try:
         db.session.flush()
     except IntegrityError:  # registered a moment ago by a concurrent request
         db.session.rollback()
-        return _register_again(get_user(email), name, password_hash)
+        return _register_again(get_user(email), name, password_hash, locale)
     token = _issue(user, ACTIVATION)
     audit.record("registered", user=user)
     return _post(_link_mail(user, ACTIVATION, token))
@@ -227,7 +238,7 @@ def create_user(name: str, email: str, password: str, *, activated: bool = False
     return user
 
 
-def _register_again(user: User, name: str, password_hash: str) -> Mailed:
+def _register_again(user: User, name: str, password_hash: str, locale: str | None = None) -> Mailed:
     """A registration for an address that has an account: a pending one takes
     this registration's name and password, with a new activation link (the
     earlier ones stop working); an active or disabled one is only told."""
@@ -237,6 +248,7 @@ def _register_again(user: User, name: str, password_hash: str) -> Mailed:
         return _post(Sent.LIMITED)
     if pending:
         user.name, user.password_hash = name, password_hash
+        user.locale = locales.supported(locale) or user.locale
         _use_all(user, ACTIVATION)
         token = _issue(user, ACTIVATION)
         audit.record("registered", user=user, outcome="replaced")
@@ -245,7 +257,7 @@ def _register_again(user: User, name: str, password_hash: str) -> Mailed:
     return _post(
         _account_mail(
             user,
-            f"You already have a {_portal()} account",
+            _l("You already have a %(portal)s account"),
             "already_registered",
             login_link=_login_link(),
             forgot_link=_forgot_link(),
@@ -513,12 +525,14 @@ def _link_to_send(user: User, purpose: str, event: str, *, limited: bool = True)
 
 def _link_mail(user: User, purpose: str, token: str) -> delivery.Mail:
     kind = LINK_MAILS[purpose]
+    with locales.speaking(user.locale):
+        valid_for = formats.duration(current_app.config[kind.lifetime])
     return _account_mail(
         user,
-        kind.subject.format(portal=_portal()),
+        kind.subject,
         kind.template,
         link=delivery.link(kind.endpoint, token=token),
-        valid_for=duration(current_app.config[kind.lifetime]),
+        valid_for=valid_for,
     )
 
 
@@ -540,15 +554,19 @@ def _sent_since(user: User, purpose: str, since: datetime) -> list[datetime]:
 
 
 def _account_mail(user: User, subject: str, template: str, **context: object) -> delivery.Mail:
-    """A mail to the account's address. Mail to an address not yet verified
+    """A mail to the account's address, in the account's language (`subject`:
+    a lazy sentence with %(portal)s). Mail to an address not yet verified
     (no activation yet) greets without the name: it was typed by whoever
     registered, maybe not the owner of the mailbox."""
     name = user.name if user.activated_at is not None else None
-    return delivery.Mail(user.email, subject, template, {"name": name, **context}, user.id)
+    locale = locales.recipient_locale(user)
+    with locales.speaking(locale):
+        text = str(subject) % {"portal": _portal()}
+    return delivery.Mail(user.email, text, template, {"name": name, **context}, user.id, locale)
 
 
 def _password_changed_mail(user: User, **context: object) -> delivery.Mail:
-    subject = f"Your {_portal()} password was changed"
+    subject = _l("Your %(portal)s password was changed")
     return _account_mail(user, subject, "password_changed", forgot_link=_forgot_link(), **context)
 
 
@@ -566,15 +584,6 @@ def _post(mail: delivery.Mail | Sent) -> Mailed:
 
 def _portal() -> str:
     return current_app.config["PORTAL_NAME"]
-
-
-def duration(seconds: int) -> str:
-    """A time span in words for people: "48 hours", "60 minutes"."""
-    if seconds % 3600 == 0 and seconds >= 2 * 3600:
-        return f"{seconds // 3600} hours"
-    if seconds < 120:
-        return "1 minute" if seconds >= 60 else f"{max(1, seconds)} seconds"
-    return f"{seconds // 60} minutes"
 
 
 def _login_link() -> str:

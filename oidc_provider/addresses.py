@@ -19,8 +19,8 @@ server reaches them.
 from __future__ import annotations
 
 from email_validator import EmailNotValidError, validate_email
-
-HINT = "Enter an email address like name@example.com."
+from flask_babel import get_locale
+from flask_babel import gettext as _
 
 
 class AddressRejected(ValueError):
@@ -33,11 +33,14 @@ def check(address: str | None) -> str:
     account whatever the capitals typed. Raises AddressRejected."""
     text = (address or "").strip()
     if not text:
-        raise AddressRejected("Enter your email address.")
+        raise AddressRejected(_("Enter your email address."))
     try:
         valid = validate_email(text, check_deliverability=False, test_environment=True)
     except EmailNotValidError as exc:
-        raise AddressRejected(f"{HINT} {exc}") from None
+        hint = _("Enter an email address like name@example.com.")
+        # email-validator explains what is wrong in English only: said on English pages
+        english = get_locale() is None or get_locale().language == "en"
+        raise AddressRejected(f"{hint} {exc}" if english else hint) from None
     return valid.normalized.lower()
 
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import current_app
+from flask_babel import gettext as _
 
-from . import accounts, audit, delivery, formats
+from . import accounts, audit, delivery, formats, locales
 from .db import db
 from .models import KnownDevice, User
 
@@ -41,19 +42,22 @@ def send(user: User, device: KnownDevice, at: datetime, ip: str | None) -> int |
     row.known_device_id = device.id
     audit.record("new_device_alert", user=user, device=device.label, ip=ip)
     kind = accounts.LINK_MAILS[accounts.NOT_ME]
-    return delivery.send_mail(
-        user.email,
-        kind.subject.format(portal=current_app.config["PORTAL_NAME"]),
-        kind.template,
-        user_id=user.id,
-        expires_at=row.expires_at,  # the link no longer works after this: the mail is not worth sending
-        name=user.name if user.activated_at is not None else None,
-        when=formats.moment(at),
-        device=device.label,
-        ip=ip or "unknown",
-        link=delivery.link(kind.endpoint, token=token),
-        valid_for=accounts.duration(current_app.config[kind.lifetime]),
-    )
+    locale = locales.recipient_locale(user)
+    with locales.speaking(locale):
+        return delivery.send_mail(
+            user.email,
+            str(kind.subject) % {"portal": current_app.config["PORTAL_NAME"]},
+            kind.template,
+            user_id=user.id,
+            expires_at=row.expires_at,  # the link no longer works after this: the mail is not worth sending
+            locale=locale,
+            name=user.name if user.activated_at is not None else None,
+            when=formats.moment(at),
+            device=device.label,
+            ip=ip or _("unknown"),
+            link=delivery.link(kind.endpoint, token=token),
+            valid_for=formats.duration(current_app.config[kind.lifetime]),
+        )
 
 
 def check(token: str) -> User:

@@ -23,6 +23,8 @@ from authlib.oidc.core.errors import (
     RequestURINotSupportedError,
 )
 from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from joserfc import jwt
 from joserfc.errors import JoseError
 from werkzeug.exceptions import TooManyRequests
@@ -51,11 +53,11 @@ INTERACTION_ERRORS = {
     "interaction_required": InteractionRequiredError,
 }
 SCOPE_TEXT = {
-    "openid": "Know who you are (a stable, anonymous user id)",
-    "profile": "See your name",
-    "email": "See your email address",
-    "phone": "See your verified mobile number",
-    "offline_access": "Stay connected when you are not using it",
+    "openid": _l("Know who you are (a stable, anonymous user id)"),
+    "profile": _l("See your name"),
+    "email": _l("See your email address"),
+    "phone": _l("See your verified mobile number"),
+    "offline_access": _l("Stay connected when you are not using it"),
 }
 
 
@@ -102,12 +104,12 @@ def error_page(error: str, description: str | None, status: int, client: Client 
     the app is known, the way back is its registered home URL (clients.yaml),
     never the redirect URI the request named."""
     hint = {
-        "invalid_client": "The app that sent you here is not registered with this portal.",
-        "invalid_request": "The app that sent you here made a request this portal cannot answer.",
+        "invalid_client": _("The app that sent you here is not registered with this portal."),
+        "invalid_request": _("The app that sent you here made a request this portal cannot answer."),
     }.get(error)
     page = render_template(
         "authorize/error.html",
-        title="This sign-in link does not work",
+        title=_("This sign-in link does not work"),
         error=error,
         message=description,
         hint=hint,
@@ -223,7 +225,7 @@ def _go_to_step(step: str, params: Any, client: Client, tx: LoginTransaction | N
         # SSO request that needs no page never gets here).
         if not spend(current_app.config["RATELIMIT_AUTHORIZE"], "authorize-park"):
             raise TooManyRequests(
-                "Too many sign-in requests came from your network. Wait a few minutes, then open the app again."
+                _("Too many sign-in requests came from your network. Wait a few minutes, then open the app again.")
             )
         # An RP's form POST arrives without the session cookie: the request is
         # then bound to the first browser that opens it, not written into a new session.
@@ -290,15 +292,15 @@ def transaction_gone(gone: transactions.TransactionGone) -> Response:
     """Back, refresh or an old tab: a clear page, not an error from deep inside."""
     client = query_client(gone.tx.client_id) if gone.tx else None
     messages = {
-        "completed": "This sign-in request was already answered.",
-        "expired": "This sign-in took too long and has expired.",
-        "unknown": "This sign-in link is not valid (anymore).",
-        "elsewhere": "This sign-in was started in another browser, and can only go on there.",
+        "completed": _("This sign-in request was already answered."),
+        "expired": _("This sign-in took too long and has expired."),
+        "unknown": _("This sign-in link is not valid (anymore)."),
+        "elsewhere": _("This sign-in was started in another browser, and can only go on there."),
     }
-    hints = {"elsewhere": "Open the app in this browser to sign in here."}
+    hints = {"elsewhere": _("Open the app in this browser to sign in here.")}
     page = render_template(
         "authorize/gone.html",
-        title="Start again from the app",
+        title=_("Start again from the app"),
         message=messages[gone.reason],
         hint=hints.get(gone.reason),
         client=client,
@@ -347,11 +349,11 @@ def consent() -> Response:
         remember_consent(sso.user_id, client.client_id, scope)
         transactions.consent_given(tx, sso.sid)
         return redirect(url_for("authorize.authorize", tx=tx.id))
-    items = [SCOPE_TEXT[s] for s in scope.split() if s in SCOPE_TEXT]
+    items = [str(SCOPE_TEXT[s]) for s in scope.split() if s in SCOPE_TEXT]
     return Response(
         render_template(
             "authorize/consent.html",
-            title=f"Allow {client.name}?",
+            title=_("Allow %(app)s?", app=client.name),
             client=client,
             items=items,
             form=form,

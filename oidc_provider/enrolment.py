@@ -15,6 +15,7 @@ app they were going to.
 from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from . import audit, messages, mfa, outbox, passkeys, sessions, transactions
 from .clients import Client, query_client
@@ -272,7 +273,7 @@ def passkey() -> Response | str:
     options = passkeys.registration_options(user, sessions.browser_binding())
     return render_template(
         "mfa/passkey.html",
-        title="Add a passkey",
+        title=_("Add a passkey"),
         form=form,
         options=passkeys.options_json(options),
         message=message,

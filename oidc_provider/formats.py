@@ -59,12 +59,11 @@ def moment(value: datetime) -> str:
 
 
 def duration(seconds: int) -> str:
-    """A span of time in words: "48 hours", "60 minutes", "1 minute", "45 seconds"."""
+    """A span of time in words: "48 hours", "60 minutes", "1 minute", "45 seconds"
+    (seconds under two minutes, unless whole minutes)."""
     if seconds % 3600 == 0 and seconds >= 2 * 3600:
         return units.format_unit(seconds // 3600, "duration-hour", locale=_locale())
-    if seconds < 120:
-        if seconds >= 60:
-            return units.format_unit(1, "duration-minute", locale=_locale())
+    if seconds % 60 and seconds < 120:
         return units.format_unit(max(1, seconds), "duration-second", locale=_locale())
     return units.format_unit(seconds // 60, "duration-minute", locale=_locale())
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, RadioField, StringField, TelField
 from wtforms.validators import DataRequired, EqualTo, Length, Regexp, StopValidation
@@ -23,7 +24,7 @@ def _address(form: Any, field: Any) -> None:
         raise StopValidation(str(rejected)) from None
 
 
-EMAIL = [DataRequired("Enter your email address."), Length(max=320), _address]
+EMAIL = [DataRequired(_l("Enter your email address.")), Length(max=320), _address]
 
 
 def _name(form: Any, field: Any) -> None:
@@ -34,7 +35,7 @@ def _name(form: Any, field: Any) -> None:
         raise StopValidation(str(rejected)) from None
 
 
-CODE = [DataRequired("Enter the 6-digit code."), Regexp(r"^\d{6}$", message="The code has 6 digits.")]
+CODE = [DataRequired(_l("Enter the 6-digit code.")), Regexp(r"^\d{6}$", message=_l("The code has 6 digits."))]
 # what people paste or type between the digits of a code: "123 456", "123-456", "123.456"
 CODE_SEPARATORS = re.compile(r"[\s\-\u2010-\u2015.\u00b7]")
 
@@ -87,9 +88,9 @@ class NewPasswordForm(FlaskForm):
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email address", EMAIL, **_ac("username", autofocus="autofocus", **ADDRESS))
+    email = EmailField(_l("Email address"), EMAIL, **_ac("username", autofocus="autofocus", **ADDRESS))
     password = PasswordField(
-        "Password", [DataRequired("Enter your password."), Length(max=1024)], **_ac("current-password")
+        _l("Password"), [DataRequired(_l("Enter your password.")), Length(max=1024)], **_ac("current-password")
     )
 
 
@@ -98,16 +99,16 @@ class CodeForm(FlaskForm):
 
     method = HiddenField()
     code = StringField(
-        "6-digit code",
+        _l("6-digit code"),
         CODE,
         filters=[_code_digits],
         **_ac("one-time-code", inputmode="numeric", autofocus="autofocus", spellcheck="false"),
     )
-    trust = BooleanField("Trust this computer (skip MFA for a week)")
+    trust = BooleanField(_l("Trust this computer (skip MFA for a week)"))
 
 
 class ChooseMethodForm(FlaskForm):
-    method = RadioField("Where should we get your code?", [DataRequired("Choose a method.")], choices=[])
+    method = RadioField(_l("Where should we get your code?"), [DataRequired(_l("Choose a method."))], choices=[])
 
 
 class SendCodeForm(FlaskForm):
@@ -116,13 +117,13 @@ class SendCodeForm(FlaskForm):
 
 class RegisterForm(NewPasswordForm):
     name = StringField(
-        "Full name", [DataRequired("Enter your full name."), Length(max=200), _name], **_ac("name")
+        _l("Full name"), [DataRequired(_l("Enter your full name.")), Length(max=200), _name], **_ac("name")
     )
-    email = EmailField("Email address", EMAIL, **_ac("email", **ADDRESS))
-    password = KeptPasswordField("Password", [DataRequired("Choose a password.")], **_ac("new-password"))
+    email = EmailField(_l("Email address"), EMAIL, **_ac("email", **ADDRESS))
+    password = KeptPasswordField(_l("Password"), [DataRequired(_l("Choose a password."))], **_ac("new-password"))
     confirm = KeptPasswordField(
-        "Repeat the password",
-        [DataRequired("Repeat the password."), EqualTo("password", "The passwords do not match.")],
+        _l("Repeat the password"),
+        [DataRequired(_l("Repeat the password.")), EqualTo("password", _l("The passwords do not match."))],
         **_ac("new-password"),
     )
 
@@ -133,16 +134,16 @@ class RegisterForm(NewPasswordForm):
 class EmailForm(FlaskForm):
     """Forgot password and "send me a new activation link"."""
 
-    email = EmailField("Email address", EMAIL, **_ac("email", **ADDRESS))
+    email = EmailField(_l("Email address"), EMAIL, **_ac("email", **ADDRESS))
 
 
 class ResetPasswordForm(NewPasswordForm):
     """A new password for the account `email` (reset link, change password)."""
 
-    password = KeptPasswordField("New password", [DataRequired("Choose a password.")], **_ac("new-password"))
+    password = KeptPasswordField(_l("New password"), [DataRequired(_l("Choose a password."))], **_ac("new-password"))
     confirm = KeptPasswordField(
-        "Repeat the new password",
-        [DataRequired("Repeat the password."), EqualTo("password", "The passwords do not match.")],
+        _l("Repeat the new password"),
+        [DataRequired(_l("Repeat the password.")), EqualTo("password", _l("The passwords do not match."))],
         **_ac("new-password"),
     )
 
@@ -156,22 +157,22 @@ class ResetPasswordForm(NewPasswordForm):
 
 class ChangePasswordForm(ResetPasswordForm):
     current = PasswordField(
-        "Current password", [DataRequired("Enter your current password.")], **_ac("current-password")
+        _l("Current password"), [DataRequired(_l("Enter your current password."))], **_ac("current-password")
     )
 
 
 class ReauthForm(FlaskForm):
-    password = PasswordField("Password", [DataRequired("Enter your password.")], **_ac("current-password"))
+    password = PasswordField(_l("Password"), [DataRequired(_l("Enter your password."))], **_ac("current-password"))
 
 
 class EnrolEmailForm(FlaskForm):
-    email = EmailField("Email address for codes", EMAIL, **_ac("email", **ADDRESS))
+    email = EmailField(_l("Email address for codes"), EMAIL, **_ac("email", **ADDRESS))
 
 
 class EnrolSmsForm(FlaskForm):
     phone = TelField(
-        "Mobile number",
-        [DataRequired("Enter your mobile number."), Length(max=30)],
+        _l("Mobile number"),
+        [DataRequired(_l("Enter your mobile number.")), Length(max=30)],
         **_ac("tel", inputmode="tel", placeholder="+31 6 12345678"),
     )
 
@@ -184,13 +185,13 @@ class PasskeyForm(FlaskForm):
     """A passkey's answer, filled in by static/passkeys.js (sign-in, passwordless)."""
 
     credential = HiddenField()
-    trust = BooleanField("Trust this computer (skip MFA for a week)")
+    trust = BooleanField(_l("Trust this computer (skip MFA for a week)"))
 
 
 class AddPasskeyForm(FlaskForm):
     name = StringField(
-        "Name this passkey",
-        [DataRequired("Give the passkey a name you will recognise."), Length(max=64)],
+        _l("Name this passkey"),
+        [DataRequired(_l("Give the passkey a name you will recognise.")), Length(max=64)],
         **_ac("off"),
     )
     credential = HiddenField()
@@ -198,7 +199,7 @@ class AddPasskeyForm(FlaskForm):
 
 class RecoveryCodeForm(FlaskForm):
     code = StringField(
-        "Recovery code",
-        [DataRequired("Enter one of your recovery codes."), Length(max=64)],
+        _l("Recovery code"),
+        [DataRequired(_l("Enter one of your recovery codes.")), Length(max=64)],
         **_ac("off", autocapitalize="none", spellcheck="false", autofocus="autofocus"),
     )

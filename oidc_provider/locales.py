@@ -26,6 +26,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, abort, current_app, has_request_context, redirect, request
 from flask_babel import Babel, force_locale, get_locale
+from flask_babel import gettext as _
 from werkzeug.wrappers import Response as BaseResponse
 
 from . import sessions
@@ -40,6 +41,12 @@ COOKIE = "portal_locale"
 COOKIE_AGE = 365 * 24 * 3600  # a browser's choice lasts a year (it holds nothing secret)
 
 bp = Blueprint("locales", __name__)
+
+
+def N_(text: str) -> str:  # noqa: N802  (gettext's name for it)
+    """Marks `text` for the catalog where it must stay a plain string (a
+    constant others compare with); translate it where it is shown: `_(TEXT)`."""
+    return text
 
 
 def supported(value: str | None) -> str | None:
@@ -72,8 +79,11 @@ def choose(
     for language in (supported(saved), supported(chosen), first_supported(ui_locales)):
         if language:
             return language
-    if accept is not None:
-        return supported(accept.best_match(LOCALES)) or DEFAULT
+    # in the browser's order of preference, by primary language: "nl-NL" is
+    # Dutch even when "en" comes later (werkzeug's best_match prefers exact tags)
+    for value, quality in accept or ():
+        if quality > 0 and supported(value):
+            return supported(value)
     return DEFAULT
 
 
@@ -143,7 +153,7 @@ def switch() -> BaseResponse:
     to the page it was on (a local path only)."""
     language = request.form.get("lang")
     if language not in LOCALES:
-        abort(400, "Choose one of the languages on offer.")
+        abort(400, _("Choose one of the languages on offer."))
     sso = sessions.current()
     if sso is not None:
         sso.user.locale = language

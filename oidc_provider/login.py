@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import Blueprint, Flask, Response, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from . import (
     alerts,
@@ -31,7 +33,7 @@ from .models import LoginTransaction, MfaMethod, PendingSignIn, User
 from .security import client_ip, limiter, row_id, safe_next
 
 bp = Blueprint("login", __name__)
-EXPIRED = "That sign-in can no longer be finished. Enter your password again."
+EXPIRED = _l("That sign-in can no longer be finished. Enter your password again.")
 STATUS = {"invalid": 422, "wrong": 401, "replayed": 401, "locked": 429, "disabled": 403, "not_activated": 403}
 
 
@@ -174,7 +176,7 @@ def _password_page(
         form.email.render_kw = {**form.email.render_kw, "autocomplete": "username webauthn"}
     return render_template(
         "login/password.html",
-        title="Sign in",
+        title=_("Sign in"),
         form=form,
         message=message,
         client=query_client(tx.client_id) if tx else None,
@@ -217,7 +219,7 @@ def _pending_user() -> tuple[User | None, PendingSignIn | None]:
     pending = sessions.pending()
     if pending is None:
         if sessions.drop_pending():  # it took too long, or the person signed out or changed something
-            flash(EXPIRED, "info")
+            flash(str(EXPIRED), "info")
         return None, None
     return pending.user, pending
 
@@ -267,7 +269,7 @@ def second_factor() -> Response | str:
         form.code.render_kw = {**form.code.render_kw, "data-webotp": ""}
     return render_template(
         "login/code.html",
-        title="Enter your code",
+        title=_("Enter your code"),
         form=form,
         method=method,
         methods=mfa.methods(user),
@@ -407,7 +409,7 @@ def passkey() -> Response | str:
     options = passkeys.authentication_options(sessions.browser_binding(), user=user, pending=pending)
     return render_template(
         "login/passkey.html",
-        title="Use your passkey",
+        title=_("Use your passkey"),
         form=form,
         options=passkeys.options_json(options),
         message=message,
@@ -491,7 +493,7 @@ def recovery_code() -> Response | str:
         status = 429
     return render_template(
         "login/recovery.html",
-        title="Use a recovery code",
+        title=_("Use a recovery code"),
         form=form,
         message=message or standing.message,
         locked=standing.locked,

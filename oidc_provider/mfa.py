@@ -32,11 +32,13 @@ import phonenumbers
 import pyotp
 import segno
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 from phonenumbers import PhoneNumberType
 from sqlalchemy import or_, update
 
-from . import addresses, crypto, delivery
+from . import addresses, crypto, delivery, formats, locales
 from .db import db, now, timestamp
 from .models import MfaMethod, User
 
@@ -47,10 +49,10 @@ HOUR = 3600
 CODE = re.compile(r"[0-9]{6}")
 MOBILE_TYPES = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
 # what a sent code is for: "Use this code to …"
-PURPOSES = {
-    "signin": "sign in",
-    "enrol": "finish setting up this sign-in method",
-    "reauth": "confirm it's you before changing your sign-in settings",
+PURPOSES = {  # completes "your code to …" (the email and the SMS)
+    "signin": _l("sign in"),
+    "enrol": _l("finish setting up this sign-in method"),
+    "reauth": _l("confirm it's you before changing your sign-in settings"),
 }
 
 
@@ -66,7 +68,7 @@ class LastMethodError(MfaError):
     """Removing this method would leave the account without MFA (SPEC 9)."""
 
     def __init__(self) -> None:
-        super().__init__("This is your only sign-in method, so it can't be removed. Add another one first.")
+        super().__init__(_("This is your only sign-in method, so it can't be removed. Add another one first."))
 
 
 class EnrolmentError(MfaError):
@@ -209,7 +211,7 @@ def _provisioning_secret(method: MfaMethod) -> str:
     if method.kind != "totp":
         raise ValueError("only an authenticator app is set up from a secret")
     if method.confirmed_at is not None:
-        raise EnrolmentError("This authenticator app is already set up; its secret is not shown again.")
+        raise EnrolmentError(_("This authenticator app is already set up; its secret is not shown again."))
     return _secret(method)
 
 
@@ -233,7 +235,7 @@ def confirm_enrolment(method: MfaMethod, code: str) -> VerifyResult:
     it replaces goes: a new authenticator removes the previous one; a new email
     address or number removes the method named by `replaces` at the start."""
     if method.confirmed_at is not None:
-        raise EnrolmentError("This sign-in method is already set up.")
+        raise EnrolmentError(_("This sign-in method is already set up."))
     result = _check(method, code)
     if result.ok:
         method.confirmed_at = now()
@@ -444,44 +446,44 @@ def _count_send(method: MfaMethod, purpose: str) -> None:
 def _deliver(method: MfaMethod, code: str, purpose: str) -> int | None:
     """Queue the code (a code that has expired by the time it could go out is not sent)."""
     cfg = current_app.config
-    valid_for = code_lifetime()
     expires_at = now() + timedelta(seconds=cfg["OTP_DELIVERY_STEP"])
     assert method.target is not None
-    if method.kind == "sms":
-        text = _sms_text(code, PURPOSES[purpose], valid_for)
-        return delivery.send_sms(method.target, text, user_id=method.user_id, expires_at=expires_at)
-    return delivery.send_mail(
-        method.target,
-        f"Your {cfg['PORTAL_NAME']} code",
-        "mfa_code",
-        user_id=method.user_id,
-        expires_at=expires_at,
-        code=code,
-        action=PURPOSES[purpose],
-        valid_for=valid_for,
-        forgot_link=delivery.link("account.forgot_password"),
-    )
+    locale = locales.recipient_locale(method.user)  # the account's language, whoever's page asked
+    with locales.speaking(locale):
+        valid_for, action = code_lifetime(), str(PURPOSES[purpose])
+        if method.kind == "sms":
+            text = _sms_text(code, action, valid_for)
+            return delivery.send_sms(method.target, text, user_id=method.user_id, expires_at=expires_at)
+        return delivery.send_mail(
+            method.target,
+            _("Your %(portal)s code", portal=cfg["PORTAL_NAME"]),
+            "mfa_code",
+            user_id=method.user_id,
+            expires_at=expires_at,
+            locale=locale,
+            code=code,
+            action=action,
+            valid_for=valid_for,
+            forgot_link=delivery.link("account.forgot_password"),
+        )
 
 
 def _sms_text(code: str, action: str, valid_for: str) -> str:
     cfg = current_app.config
     host = urlsplit(cfg["OIDC_ISSUER"]).hostname
-    return (
-        f"{code} is your {cfg['PORTAL_NAME']} code to {action}. Valid for {valid_for}. "
-        f"Not you? Change your password.\n\n@{host} #{code}"  # origin-bound code: browsers autofill it
+    text = _(
+        "%(code)s is your %(portal)s code to %(action)s. Valid for %(valid_for)s. Not you? Change your password.",
+        code=code,
+        portal=cfg["PORTAL_NAME"],
+        action=action,
+        valid_for=valid_for,
     )
+    return f"{text}\n\n@{host} #{code}"  # origin-bound code (WebOTP): browsers autofill it
 
 
 def code_lifetime() -> str:
     """How long a sent code stays valid, in words: "10 minutes"."""
-    return _duration(current_app.config["OTP_DELIVERY_STEP"])
-
-
-def _duration(seconds: int) -> str:
-    if seconds % 60:
-        return f"{seconds} seconds"
-    minutes = seconds // 60
-    return f"{minutes} minute" if minutes == 1 else f"{minutes} minutes"
+    return formats.duration(current_app.config["OTP_DELIVERY_STEP"])
 
 
 # --- phone numbers -------------------------------------------------------------------
@@ -495,22 +497,22 @@ def parse_phone(raw: str, default_region: str | None = None) -> str:
     try:
         number = phonenumbers.parse(raw, default_region)
     except phonenumbers.NumberParseException:
-        raise PhoneError("Enter a mobile number with its country code, like +31 6 12345678.") from None
+        raise PhoneError(_("Enter a mobile number with its country code, like +31 6 12345678.")) from None
     if not phonenumbers.is_valid_number(number):
-        raise PhoneError("That is not a valid phone number. Check the country code and the digits.")
+        raise PhoneError(_("That is not a valid phone number. Check the country code and the digits."))
     if phonenumbers.region_code_for_number(number) not in current_app.config["SMS_ALLOWED_REGIONS"]:
         raise PhoneError(_unsupported_country(number))
     if phonenumbers.number_type(number) not in MOBILE_TYPES:
-        raise PhoneError("That looks like a landline. Enter a mobile number that can receive text messages.")
+        raise PhoneError(_("That looks like a landline. Enter a mobile number that can receive text messages."))
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _unsupported_country(number: phonenumbers.PhoneNumber) -> str:
     from phonenumbers import geocoder  # ~100 MB of place names: load only when a number is refused
 
-    country = geocoder.country_name_for_number(number, "en")
+    country = geocoder.country_name_for_number(number, locales.current())
     where = f"{country} (+{number.country_code})" if country else f"+{number.country_code}"
-    return f"Numbers from {where} can't receive codes yet. Use the authenticator app or email instead."
+    return _("Numbers from %(where)s can't receive codes yet. Use the authenticator app or email instead.", where=where)
 
 
 # --- the user's methods --------------------------------------------------------------

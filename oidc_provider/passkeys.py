@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 import webauthn
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, update
 from webauthn.helpers import bytes_to_base64url, parse_client_data_json
 from webauthn.helpers.exceptions import WebAuthnException
@@ -59,8 +60,8 @@ class PasskeyError(Exception):
     expired challenge, bad signature all read the same)."""
 
 
-REFUSED = "That passkey could not be used. Try again, or use another way to sign in."
-NOT_CREATED = "The passkey was not created. Try again, or use another kind of device."
+REFUSED = _l("That passkey could not be used. Try again, or use another way to sign in.")
+NOT_CREATED = _l("The passkey was not created. Try again, or use another kind of device.")
 
 
 @dataclass(frozen=True)

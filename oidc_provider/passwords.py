@@ -20,6 +20,7 @@ from importlib import resources
 import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from flask_babel import gettext as _
 
 MIN_LENGTH = 12
 MAX_LENGTH = 1024  # NIST: allow at least 64; the cap bounds hashing work per request
@@ -129,25 +130,26 @@ def policy_problems(password: str, email: str | None = None) -> list[str]:
     show the user; empty when it may be used."""
     password = _normalise(password or "")
     if len(password) < MIN_LENGTH:
-        return [f"Use at least {MIN_LENGTH} characters (this one has {len(password)})."]
+        return [_("Use at least %(min)d characters (this one has %(num)d).", min=MIN_LENGTH, num=len(password))]
     if len(password) > MAX_LENGTH:
-        return [f"Use at most {MAX_LENGTH} characters."]
+        return [_("Use at most %(max)d characters.", max=MAX_LENGTH)]
     problems = []
     if is_common(password):
         problems.append(
-            "This password is too common: it is on lists of leaked passwords that attackers try first."
+            _("This password is too common: it is on lists of leaked passwords that attackers try first.")
         )
     elif len(set(password)) < MIN_DISTINCT or _is_sequence(password):
-        problems.append("This password is a simple repetition or sequence of characters.")
+        problems.append(_("This password is a simple repetition or sequence of characters."))
     local = _local_part(email)
     if local and local in password.lower():
-        problems.append("Do not use your email address (or its part before the @) in your password.")
+        problems.append(_("Do not use your email address (or its part before the @) in your password."))
     return problems
 
 
 def strength_hint() -> str:
     """The advice shown under every new-password field."""
-    return (
-        f"At least {MIN_LENGTH} characters; longer is stronger. A few unrelated words make a good "
-        "password. Any characters are allowed; common passwords and your email address are not."
+    return _(
+        "At least %(min)d characters; longer is stronger. A few unrelated words make a good "
+        "password. Any characters are allowed; common passwords and your email address are not.",
+        min=MIN_LENGTH,
     )

@@ -23,6 +23,8 @@ from flask import (
     send_file,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from . import (
     accounts,
@@ -78,7 +80,7 @@ def home(sso: SsoSession) -> str:
     apps = [c for c in all_clients().values() if c.home_url]
     return render_template(
         "portal/home.html",
-        title="Your apps",
+        title=_("Your apps"),
         user=sso.user,
         apps=apps,
         methods=mfa.methods(sso.user),
@@ -113,7 +115,7 @@ def details(sso: SsoSession) -> str:
     active = [a for a in active if a.expires_at > now()]
     return render_template(
         "portal/details.html",
-        title="My details",
+        title=_("My details"),
         user=user,
         methods=mfa.methods(user),
         shown=mfa.shown,
@@ -165,7 +167,7 @@ def change_password(sso: SsoSession) -> Response | tuple[str, int]:
         status = 422
     return render_template(
         "portal/password.html",
-        title="Change password",
+        title=_("Change password"),
         form=form,
         error=error,
         hint=passwords.strength_hint(),
@@ -175,10 +177,13 @@ def change_password(sso: SsoSession) -> Response | tuple[str, int]:
 def _password_changed(ended: int) -> str:
     """What a password change did, for the person who made it."""
     if not ended:
-        return "Your password was changed. Apps that stayed connected elsewhere must sign in again."
-    browsers = f"{ended} other browser{'s were' if ended != 1 else ' was'}"
-    return (
-        f"Your password was changed. {browsers} signed out and apps that stayed connected must sign in again."
+        return _("Your password was changed. Apps that stayed connected elsewhere must sign in again.")
+    return ngettext(
+        "Your password was changed. %(num)d other browser was signed out and apps that stayed "
+        "connected must sign in again.",
+        "Your password was changed. %(num)d other browsers were signed out and apps that stayed "
+        "connected must sign in again.",
+        ended,
     )
 
 
@@ -188,7 +193,7 @@ def mfa_methods(sso: SsoSession) -> str:
     user = sso.user
     return render_template(
         "portal/mfa.html",
-        title="Manage MFA",
+        title=_("Manage MFA"),
         user=user,
         methods=mfa.methods(user),
         passkeys=user.passkeys,
@@ -290,7 +295,7 @@ def new_recovery_codes(sso: SsoSession) -> str:
     change = messages.recovery_codes_made()
     messages.mfa_changed(user, change.email)
     return render_template(
-        "portal/recovery_codes.html", title="Your recovery codes", codes=codes, message=change.page
+        "portal/recovery_codes.html", title=_("Your recovery codes"), codes=codes, message=change.page
     )
 
 
@@ -324,7 +329,7 @@ def mfa_welcome(sso: SsoSession) -> str:
     going_on = safe_next(request.args.get("next")) or url_for("portal.home")
     return render_template(
         "portal/mfa_welcome.html",
-        title="You're protected",
+        title=_("You're protected"),
         user=sso.user,
         methods=mfa.methods(sso.user),
         shown=mfa.shown,
@@ -340,7 +345,7 @@ def revoke_trusted(sso: SsoSession, computer_id: int) -> Response:
         abort(400)
     if sessions.revoke_trusted_computers(sso.user_id, computer_id):
         audit.record("trusted_computer_revoked", user=sso.user, email=sso.user.email)
-        flash("That computer will ask for a code at the next sign-in.", "success")
+        flash(_("That computer will ask for a code at the next sign-in."), "success")
     db.session.commit()
     return redirect(url_for("portal.details"), 303)
 
@@ -365,7 +370,7 @@ def sign_out() -> Response | str:
     if hint is None and not _confirmed():
         return render_template(
             "portal/logout_confirm.html",
-            title="Sign out?",
+            title=_("Sign out?"),
             client=client,
             signed_in=own is not None,
             trusted=sessions.TRUST_COOKIE in request.cookies,
@@ -439,7 +444,7 @@ def _logged_out_page(
     response = Response(
         render_template(
             "portal/logged_out.html",
-            title="You are signed out",
+            title=_("You are signed out"),
             frames=ended.frontchannel_urls,
             apps=[c.name for c in map(query_client, ended.client_ids) if c is not None],
             back_to=back_to,
@@ -467,7 +472,7 @@ def end_session(sso: SsoSession, session_id: int) -> Response:
     if other is None or other.user_id != sso.user_id or other.ended_at is not None:
         abort(404)
     logout.end_session(other, reason="session_ended")
-    flash("That session was signed out.", "success")
+    flash(_("That session was signed out."), "success")
     return redirect(url_for("portal.details"), 303)
 
 

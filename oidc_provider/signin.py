@@ -17,14 +17,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from sqlalchemy.exc import IntegrityError
 
 from . import accounts, audit, devices, formats, lockout, messages, mfa, passwords, recovery, support
 from .db import db, now, token_hash
+from .locales import N_
 from .lockout import Counted
 from .models import KnownDevice, LoginThrottle, MfaMethod, User
 
-WRONG = "The email address or password is not right."
+WRONG = N_("The email address or password is not right.")
 
 
 @dataclass(frozen=True)
@@ -66,28 +70,27 @@ def locked_for(counted: Counted) -> int:
 def _duration(seconds: int) -> str:
     """ "1 minute", "2 minutes", "90 seconds"."""
     if seconds % 60:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
-    minutes = seconds // 60
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+        return ngettext("%(num)d second", "%(num)d seconds", seconds)
+    return ngettext("%(num)d minute", "%(num)d minutes", seconds // 60)
 
 
 def _until(seconds: int) -> str:
     """When a lockout of `seconds` from now ends, exactly: "in 47 seconds", or
-    for longer ones the minute from which a try is accepted, "at 08:43 UTC"
+    for longer ones the minute from which a try is accepted, "at 09:43"
     (a static page cannot count down, but a time of day stays true)."""
     if seconds < 120:
-        return f"in {seconds} second{'s' if seconds != 1 else ''}"
+        return ngettext("in %(num)d second", "in %(num)d seconds", seconds)
     start, end = now(), now() + timedelta(seconds=seconds)
     if end.second or end.microsecond:  # round up: the minute shown is never too early
         end = end.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    if end.date() == start.date():
-        return f"at {formats.time_of_day(end)}"
-    return f"at {formats.time_of_day(end)} on {formats.day_in_year(end)}"
+    if formats.local(end).date() == formats.local(start).date():
+        return _("at %(time)s", time=formats.time_of_day(end))
+    return _("at %(time)s on %(day)s", time=formats.time_of_day(end), day=formats.day_in_year(end))
 
 
 def locked_message(seconds: int) -> str:
     """What a locked-out person reads: that, and exactly when to try again."""
-    return f"Too many failed attempts. For your security, try again {_until(seconds)}."
+    return _("Too many failed attempts. For your security, try again %(when)s.", when=_until(seconds))
 
 
 def _refusal(counted: Counted) -> str:
@@ -100,7 +103,7 @@ def warning(counted: Counted) -> str | None:
     """Before the last try: what it risks."""
     if lockout.tries_left(counted) != 1:
         return None
-    return f"1 try left before a lockout of {_duration(lockout.next_lockout(counted))}."
+    return _("1 try left before a lockout of %(duration)s.", duration=_duration(lockout.next_lockout(counted)))
 
 
 def _with_warning(message: str, counted: Counted) -> str:
@@ -142,7 +145,7 @@ def check_password(email: str, password: str, client_id: str | None = None) -> P
         _count_wrong(counted, "signin_failed", user, client_id=client_id)
         if seconds := locked_for(counted):
             return PasswordResult(None, locked_message(seconds), "locked")
-        return PasswordResult(None, _with_warning(WRONG, counted), "wrong")
+        return PasswordResult(None, _with_warning(_(WRONG), counted), "wrong")
     lockout.release(counted)
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
@@ -152,8 +155,10 @@ def check_password(email: str, password: str, client_id: str | None = None) -> P
     if user.activated_at is None:
         return PasswordResult(
             user,
-            "Your account is not activated yet. Open the link in the activation email we sent you "
-            "(look in your spam folder too), or ask for a new link below.",
+            _(
+                "Your account is not activated yet. Open the link in the activation email we sent you "
+                "(look in your spam folder too), or ask for a new link below."
+            ),
             "not_activated",
         )
     return PasswordResult(user)
@@ -183,7 +188,7 @@ def _no_account(address: str, password: str, client_id: str | None) -> PasswordR
     _count_wrong(throttle, "signin_failed", email=address[:320], client_id=client_id, reason="unknown email")
     if seconds := locked_for(throttle):
         return PasswordResult(None, locked_message(seconds), "locked")
-    return PasswordResult(None, _with_warning(WRONG, throttle), "wrong")
+    return PasswordResult(None, _with_warning(_(WRONG), throttle), "wrong")
 
 
 def check_code(user: User, method: MfaMethod, code: str, client_id: str | None = None) -> CodeResult:
@@ -206,8 +211,8 @@ def check_code(user: User, method: MfaMethod, code: str, client_id: str | None =
     return CodeResult(_with_warning(messages.code_refusal(result, method.kind), counted), "wrong")
 
 
-RECOVERY_WRONG = "That recovery code is not right, or it was already used. Check it and try again."
-RECOVERY_SHAPE = "A recovery code has 16 letters and digits, like abcd-efgh-jkmn-pqrs."
+RECOVERY_WRONG = _l("That recovery code is not right, or it was already used. Check it and try again.")
+RECOVERY_SHAPE = _l("A recovery code has 16 letters and digits, like abcd-efgh-jkmn-pqrs.")
 
 
 def check_recovery_code(user: User, code: str, client_id: str | None = None) -> CodeResult:
@@ -215,7 +220,7 @@ def check_recovery_code(user: User, code: str, client_id: str | None = None) -> 
     code, judged only while the guessing limit allows. Something that is not
     even shaped like a code costs no try."""
     if len(recovery.normalize(code)) != recovery.LENGTH:
-        return CodeResult(RECOVERY_SHAPE, "invalid")
+        return CodeResult(str(RECOVERY_SHAPE), "invalid")
     counted = counter(user)
     if not lockout.reserve(counted):
         return CodeResult(_refusal(counted), "locked")
@@ -226,7 +231,7 @@ def check_recovery_code(user: User, code: str, client_id: str | None = None) -> 
     _count_wrong(counted, "mfa_failed", user, client_id=client_id, method="recovery")
     if seconds := locked_for(counted):
         return CodeResult(locked_message(seconds), "locked")
-    return CodeResult(_with_warning(RECOVERY_WRONG, counted), "wrong")
+    return CodeResult(_with_warning(str(RECOVERY_WRONG), counted), "wrong")
 
 
 def standing(user: User) -> Standing:
@@ -251,4 +256,4 @@ def check_current_password(user: User, password: str) -> str | None:
     _count_wrong(counted, "password_change_failed", user)
     if seconds := locked_for(counted):
         return locked_message(seconds)
-    return _with_warning("Your current password is not right.", counted)
+    return _with_warning(_("Your current password is not right."), counted)

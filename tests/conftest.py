@@ -148,6 +148,7 @@ def make_app(tmp_path, clock, request):
             "WTF_CSRF_ENABLED": False,
             "RATELIMIT_ENABLED": True,
             "OUTBOX_WORKER": "external",  # tests send the queue by calling `deliver`
+            "TIME_ZONE": "UTC",  # the times tests assert; tests of the default zone set it
             **settings,
         }
         app = create_app(config)
