@@ -62,6 +62,7 @@ def _links() -> dict[str, Any]:
     return {
         "login_url": login_url(),
         "password_hint": passwords.strength_hint(),
+        "password_min": passwords.MIN_LENGTH,
         "duration": formats.duration,
     }
 

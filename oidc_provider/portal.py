@@ -171,6 +171,7 @@ def change_password(sso: SsoSession) -> Response | tuple[str, int]:
         form=form,
         error=error,
         hint=passwords.strength_hint(),
+        password_min=passwords.MIN_LENGTH,
     ), status
 
 

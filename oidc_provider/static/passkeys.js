@@ -86,7 +86,7 @@
     var start = function (event) {
       event.preventDefault();
       var name = form.querySelector("input[name=name]");
-      if (name && !name.value.trim()) { name.focus(); say(form, "Give the passkey a name first."); return; }
+      if (name && !name.value.trim()) { name.focus(); say(form, form.getAttribute("data-unnamed") || "Give the passkey a name first."); return; }
       if (waiting) { waiting.abort(); waiting = null; }
       say(form, "");
       var ask = form.getAttribute("data-passkey") === "create"
