@@ -20,6 +20,7 @@ add or update a translation).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 from flask import Blueprint, Flask, abort, current_app, has_request_context, redirect, request
 from flask_babel import Babel, force_locale, get_locale
 from flask_babel import gettext as _
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response as BaseResponse
 
 from . import sessions
@@ -39,6 +41,7 @@ DEFAULT = LOCALES[0]
 NAMES = {"en": "English", "nl": "Nederlands"}  # each in its own language: the switch's labels
 COOKIE = "portal_locale"
 COOKIE_AGE = 365 * 24 * 3600  # a browser's choice lasts a year (it holds nothing secret)
+TX_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a parked request's id (db.new_token): nothing else is looked up
 
 bp = Blueprint("locales", __name__)
 
@@ -89,8 +92,9 @@ def choose(
 
 def _page_person() -> User | None:
     """Whom the page is for: the signed-in person, or the one signing in
-    (password accepted, second step owed)."""
-    sso = sessions.current()
+    (password accepted, second step owed). Read only (`held`, not `current`,
+    which may commit): choosing a language never writes."""
+    sso = sessions.held()
     if sso is not None:
         return sso.user
     pending = sessions.pending()
@@ -105,22 +109,24 @@ def _ui_locales() -> str | None:
     if not tx_id:  # the code page: the request the sign-in in progress answers
         item = sessions.pending()
         tx_id = item.tx_id if item is not None else None
-    tx = db.session.get(LoginTransaction, tx_id) if isinstance(tx_id, str) and len(tx_id) <= 64 else None
+    tx = db.session.get(LoginTransaction, tx_id) if isinstance(tx_id, str) and TX_ID.fullmatch(tx_id) else None
     return tx.params.get("ui_locales") if tx is not None else None
 
 
 def select() -> str | None:
     """Flask-Babel's locale selector: the page's language (`choose`).
-    Outside a request (the outbox worker) None: English, unless `speaking`."""
+    Outside a request (the outbox worker) None: English, unless `speaking`.
+    Error pages are rendered with it too, also when the database is away or
+    the request's transaction failed: what it cannot read, it goes without."""
     if not has_request_context():
         return None
-    person = _page_person()
-    return choose(
-        person.locale if person is not None else None,
-        request.cookies.get(COOKIE),
-        _ui_locales(),
-        request.accept_languages,
-    )
+    try:
+        person = _page_person()
+        saved, ui_locales = (person.locale if person is not None else None), _ui_locales()
+    except SQLAlchemyError:
+        db.session.rollback()
+        saved, ui_locales = None, request.args.get("ui_locales")
+    return choose(saved, request.cookies.get(COOKIE), ui_locales, request.accept_languages)
 
 
 def current() -> str:
