@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from babel import dates, units
-from flask import Flask, current_app
+from flask import Flask, current_app, has_app_context
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from markupsafe import Markup, escape
@@ -31,10 +31,15 @@ def _locale() -> str:
     return str(locale) if locale is not None else "en"
 
 
+def _zone() -> str:
+    """TIME_ZONE; outside the app (a script, a test of the formats) UTC, said as such."""
+    return current_app.config["TIME_ZONE"] if has_app_context() else "UTC"
+
+
 def local(value: datetime) -> datetime:
     """A stored (naive UTC) time in the portal's time zone."""
     aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    return aware.astimezone(ZoneInfo(current_app.config["TIME_ZONE"]))
+    return aware.astimezone(ZoneInfo(_zone()))
 
 
 def day(value: datetime) -> str:
@@ -50,7 +55,7 @@ def day_in_year(value: datetime) -> str:
 def time_of_day(value: datetime) -> str:
     """A time of day: "09:38" (the portal's zone is the reader's; named only when UTC)."""
     text = dates.format_time(local(value), "HH:mm", locale=_locale())
-    return f"{text} UTC" if current_app.config["TIME_ZONE"] in ("UTC", "Etc/UTC") else text
+    return f"{text} UTC" if _zone() in ("UTC", "Etc/UTC") else text
 
 
 def moment(value: datetime) -> str:

@@ -552,7 +552,7 @@ def shown(method: MfaMethod) -> str:
     be seen ("ada.codes@example.com", "+31 6 12345678"); `mask` is for the
     code page, before the second step."""
     if method.kind == "totp":
-        return "Authenticator app"
+        return _("Authenticator app")
     target = method.target or ""
     if method.kind == "email":
         return target

@@ -143,7 +143,7 @@ def activity_list(sso: SsoSession) -> str:
     listed = activity.page(sso.user, number)
     if number > 1 and not listed.entries:
         abort(404)
-    return render_template("portal/activity.html", title="Account activity", user=sso.user, listed=listed)
+    return render_template("portal/activity.html", title=_("Account activity"), user=sso.user, listed=listed)
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
@@ -247,7 +247,7 @@ def _ask_before_removal(
         action = url_for("portal.remove_method", method_id=method.id)
     return render_template(
         "portal/remove_method.html",
-        title="Remove a passkey?" if passkey is not None else "Remove a sign-in method?",
+        title=_("Remove a passkey?") if passkey is not None else _("Remove a sign-in method?"),
         user=user,
         method=method,
         passkey=passkey,

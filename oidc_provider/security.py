@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 from authlib.oauth2 import OAuth2Error
 from flask import Flask, Response, abort, current_app, jsonify, render_template, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
@@ -124,17 +126,17 @@ def wants_json() -> bool:
 
 # In the portal's own words, for errors raised without a description of ours
 # (werkzeug's defaults speak of "the server" and "the URL").
-PAGES = {
+PAGES = {  # lazy: read in the page's language
     404: (
-        "We can't find that page",
-        "The address may be mistyped, or the page has moved.",
-        "Check the address, or start again from the portal home.",
+        _l("We can't find that page"),
+        _l("The address may be mistyped, or the page has moved."),
+        _l("Check the address, or start again from the portal home."),
     ),
-    405: ("That did not work", "This page cannot be used that way.", "Go back and try again."),
-    413: ("That was too much", "What was sent is larger than any form here accepts.", None),
+    405: (_l("That did not work"), _l("This page cannot be used that way."), _l("Go back and try again.")),
+    413: (_l("That was too much"), _l("What was sent is larger than any form here accepts."), None),
     500: (
-        "Something went wrong on our side",
-        "Nothing you did caused this. Please try again in a moment.",
+        _l("Something went wrong on our side"),
+        _l("Nothing you did caused this. Please try again in a moment."),
         None,
     ),
 }
@@ -159,7 +161,7 @@ def _oauth_error(error: OAuth2Error) -> tuple[Response | str, int]:
     if wants_json():
         return jsonify(error=error.error, error_description=description), error.status_code
     return render_template(
-        "error.html", title="This request cannot be answered", message=description
+        "error.html", title=_("This request cannot be answered"), message=description
     ), error.status_code
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from flask import Flask, current_app
+from flask_babel import gettext as _
 
 
 @dataclass(frozen=True)
@@ -33,16 +34,18 @@ def contact() -> Support:
 
 def mfa_reset_subject() -> str:
     """The subject of a request to reset someone's sign-in methods."""
-    return f"Request to reset my {current_app.config['PORTAL_NAME']} sign-in methods (MFA)"
+    return _("Request to reset my %(portal)s sign-in methods (MFA)", portal=current_app.config["PORTAL_NAME"])
 
 
 def mfa_reset_body(account: str | None) -> str:
     """The body of that request: what support needs, with room for the reason."""
-    return (
-        f"Please reset the sign-in methods (MFA) of my {current_app.config['PORTAL_NAME']} account.\n\n"
-        f"My account (email address): {account or ''}\n"
-        "Why I cannot use any of my sign-in methods: \n"
+    lines = (
+        _("Please reset the sign-in methods (MFA) of my %(portal)s account.", portal=current_app.config["PORTAL_NAME"]),
+        "",
+        _("My account (email address): %(account)s", account=account or ""),
+        _("Why I cannot use any of my sign-in methods:") + " ",
     )
+    return "\n".join(lines) + "\n"
 
 
 def mfa_reset_mailto(account: str | None) -> str:
@@ -56,7 +59,10 @@ def mfa_reset_mailto(account: str | None) -> str:
 
 def disabled_message() -> str:
     """What a person whose account support disabled reads at sign-in."""
-    return f"This account has been disabled. If you think this is a mistake, write to support at {contact().email}."
+    return _(
+        "This account has been disabled. If you think this is a mistake, write to support at %(email)s.",
+        email=contact().email,
+    )
 
 
 def _context() -> dict[str, Support]:
