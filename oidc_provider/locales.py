@@ -24,12 +24,15 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import Blueprint, Flask, abort, current_app, has_request_context, redirect, request
+from flask import Blueprint, Flask, abort, current_app, has_request_context, redirect, request, url_for
 from flask_babel import Babel, force_locale, get_locale
 from flask_babel import gettext as _
+from flask_wtf.csrf import generate_csrf, validate_csrf
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response as BaseResponse
+from wtforms.validators import ValidationError
 
 from . import sessions
 from .db import db
@@ -152,19 +155,25 @@ def recipient_locale(user: User | None) -> str:
 # --- the switch ------------------------------------------------------------------------
 
 
-@bp.post("/language")
+@bp.get("/language")
 def switch() -> BaseResponse:
-    """The language switch on every page (a CSRF-checked form): saved to the
-    signed-in person's account, and in this browser for every page; then back
-    to the page it was on (a local path only)."""
-    language = request.form.get("lang")
+    """The language switch on every page, a link per language carrying the
+    session's CSRF token (checked here: it changes state): saved to the
+    signed-in person's account, and in this browser for every page; then
+    back to the page it was on (a local path only)."""
+    language = request.args.get("lang")
     if language not in LOCALES:
         abort(400, _("Choose one of the languages on offer."))
+    if current_app.config.get("WTF_CSRF_ENABLED", True):
+        try:
+            validate_csrf(request.args.get("csrf_token"))
+        except ValidationError:
+            abort(400, _("This link has expired. Choose the language again."))
     sso = sessions.current()
     if sso is not None:
         sso.user.locale = language
         db.session.commit()
-    response = redirect(safe_next(request.form.get("next")) or "/", 303)
+    response = redirect(safe_next(request.args.get("next")) or "/", 303)
     response.set_cookie(
         COOKIE,
         language,
@@ -177,13 +186,19 @@ def switch() -> BaseResponse:
 
 
 def _here() -> str:
-    """This page's local path and query, for the switch to come back to."""
-    path = request.full_path
-    return path[:-1] if path.endswith("?") else path
+    """This page's local path and query, for the switch to come back to; a
+    `next` that is no local path is left out (the page never repeats it)."""
+    args = [(k, v) for k, v in request.args.items(multi=True) if k != "next" or safe_next(v)]
+    return request.path + (f"?{urlencode(args)}" if args else "")
+
+
+def switch_url(language: str) -> str:
+    """The switch's link to `language`, back to this page."""
+    return url_for("locales.switch", lang=language, next=_here(), csrf_token=generate_csrf())
 
 
 def _template_globals() -> dict[str, Any]:
-    return {"page_locale": current, "locales": NAMES, "switch_next": _here}
+    return {"page_locale": current, "locales": NAMES, "switch_url": switch_url}
 
 
 def init_app(app: Flask) -> None:

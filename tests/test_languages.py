@@ -123,23 +123,29 @@ def test_my_details_and_manage_mfa_speak_dutch_with_dutch_dates(app, rp, clock):
 # --- the switch -----------------------------------------------------------------------
 
 
+def switch_link(page, language: str) -> str:
+    """The href of the switch's link to `language` on `page`."""
+    return html.unescape(re.search(rf'<a href="(/language\?[^"]*lang={language}[^"]*)"', page.get_data(as_text=True)).group(1))
+
+
 def test_the_switch_is_on_every_page_and_keeps_the_browser_s_choice(client):
     page = client.get("/login?next=/account")
-    assert 'action="/language"' in page.get_data(as_text=True) and 'lang="nl"' in page.get_data(as_text=True)
-    switched = client.post("/language", data={"lang": "nl", "next": "/login?next=/account"})
+    link = switch_link(page, "nl")
+    assert "next=/login?next%3D%252Faccount" in link and 'lang="nl"' in page.get_data(as_text=True)
+    switched = client.get(link)
     assert switched.status_code == 303 and switched.location == "/login?next=/account"
     cookie = switched.headers["Set-Cookie"]
     assert "portal_locale=nl" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert "Secure" in cookie  # the issuer is https
     page = client.get("/login", headers={"Accept-Language": "en"})
     assert lang(page) == "nl" and "English" in text(page)  # the way back, in its own language
-    client.post("/language", data={"lang": "en", "next": "/login"})
+    client.get("/language", query_string={"lang": "en", "next": "/login"})
     assert lang(client.get("/login", headers=DUTCH)) == "en"
 
 
 def test_the_switch_saves_the_choice_to_the_signed_in_account(app, rp):
     signed_in(rp)
-    switched = rp.browser.post("/language", data={"lang": "nl", "next": "/account"})
+    switched = rp.browser.get(switch_link(rp.browser.get("/account"), "nl"))
     assert switched.status_code == 303 and switched.location == "/account"
     with app.app_context():
         assert db.session.get(User, rp.user.id).locale == "nl"
@@ -150,20 +156,29 @@ def test_the_switch_saves_the_choice_to_the_signed_in_account(app, rp):
 
 @pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "/\t/evil"])
 def test_the_switch_never_leaves_the_portal(client, target):
-    switched = client.post("/language", data={"lang": "nl", "next": target})
+    switched = client.get("/language", query_string={"lang": "nl", "next": target})
     assert switched.status_code == 303 and switched.location == "/"
 
 
 def test_the_switch_refuses_a_language_it_does_not_offer(client):
-    refused = client.post("/language", data={"lang": "fr", "next": "/login"})
+    refused = client.get("/language", query_string={"lang": "fr", "next": "/login"})
     assert refused.status_code == 400 and "portal_locale" not in refused.headers.get("Set-Cookie", "")
     assert "Choose one of the languages on offer." in text(refused)
 
 
 def test_the_switch_checks_the_csrf_token(make_app):
     app = make_app(WTF_CSRF_ENABLED=True)
-    refused = app.test_client().post("/language", data={"lang": "nl", "next": "/login"})
-    assert refused.status_code == 400 and "portal_locale" not in refused.headers.get("Set-Cookie", "")
+    browser = app.test_client()
+    forged = browser.get("/language", query_string={"lang": "nl", "next": "/login", "csrf_token": "forged"})
+    assert forged.status_code == 400 and "portal_locale" not in forged.headers.get("Set-Cookie", "")
+    switched = browser.get(switch_link(browser.get("/login"), "nl"))  # the page's own link
+    assert switched.status_code == 303 and "portal_locale=nl" in switched.headers["Set-Cookie"]
+
+
+def test_the_switch_never_repeats_a_return_path_that_leads_away(client):
+    page = client.get("/login", query_string={"next": "/\t/evil.example", "tx": "abc"})
+    link = switch_link(page, "nl")
+    assert "evil.example" not in link and "tx%3Dabc" in link
 
 
 # --- registration and emails ------------------------------------------------------------

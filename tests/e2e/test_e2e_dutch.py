@@ -83,10 +83,10 @@ def _journey(page: Page, shots: Screens, portal: str, mail: Mailbox) -> None:
     shots("tweestapsverificatie-beheren")
 
     # the switch: English, on the same page, kept for the account; then back
-    page.get_by_role("button", name="English").click()
+    page.get_by_role("link", name="English").click()
     expect(page).to_have_url(f"{portal}/account/mfa")
     expect(page.locator("html")).to_have_attribute("lang", "en")
     expect(page.get_by_role("heading", name="Manage MFA")).to_be_visible()
     shots("manage-mfa-english")
-    page.get_by_role("button", name="Nederlands").click()
+    page.get_by_role("link", name="Nederlands").click()
     expect(page.get_by_role("heading", name="Tweestapsverificatie beheren")).to_be_visible()
