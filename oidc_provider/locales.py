@@ -189,7 +189,7 @@ def _here() -> str:
     """This page's local path and query, for the switch to come back to; a
     `next` that is no local path is left out (the page never repeats it)."""
     args = [(k, v) for k, v in request.args.items(multi=True) if k != "next" or safe_next(v)]
-    return request.path + (f"?{urlencode(args)}" if args else "")
+    return request.path + (f"?{urlencode(args, safe='/')}" if args else "")
 
 
 def switch_url(language: str) -> str:
