@@ -157,19 +157,19 @@ def recipient_locale(user: User | None) -> str:
 
 @bp.get("/language")
 def switch() -> BaseResponse:
-    """The language switch on every page, a link per language carrying the
-    session's CSRF token (checked here: it changes state): saved to the
-    signed-in person's account, and in this browser for every page; then
-    back to the page it was on (a local path only)."""
+    """The language switch on every page, a link per language: kept in this
+    browser for every page and, for a signed-in person, saved to the account,
+    which only a link carrying the session's CSRF token may do; then back to
+    the page it was on (a local path only)."""
     language = request.args.get("lang")
     if language not in LOCALES:
         abort(400, _("Choose one of the languages on offer."))
-    if current_app.config.get("WTF_CSRF_ENABLED", True):
+    sso = sessions.current()
+    if sso is not None and current_app.config.get("WTF_CSRF_ENABLED", True):
         try:
             validate_csrf(request.args.get("csrf_token"))
         except ValidationError:
             abort(400, _("This link has expired. Choose the language again."))
-    sso = sessions.current()
     if sso is not None:
         sso.user.locale = language
         db.session.commit()
@@ -193,8 +193,12 @@ def _here() -> str:
 
 
 def switch_url(language: str) -> str:
-    """The switch's link to `language`, back to this page."""
-    return url_for("locales.switch", lang=language, next=_here(), csrf_token=generate_csrf())
+    """The switch's link to `language`, back to this page. For a signed-in
+    person it carries the CSRF token (it changes the account); for anyone
+    else it only sets this browser's cookie, and the page stays the same for
+    every visitor (no per-session value: pages must not tell visitors apart)."""
+    token = generate_csrf() if sessions.held() is not None else None
+    return url_for("locales.switch", lang=language, next=_here(), csrf_token=token)
 
 
 def _template_globals() -> dict[str, Any]:

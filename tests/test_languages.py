@@ -166,13 +166,26 @@ def test_the_switch_refuses_a_language_it_does_not_offer(client):
     assert "Choose one of the languages on offer." in text(refused)
 
 
-def test_the_switch_checks_the_csrf_token(make_app):
-    app = make_app(WTF_CSRF_ENABLED=True)
-    browser = app.test_client()
-    forged = browser.get("/language", query_string={"lang": "nl", "next": "/login", "csrf_token": "forged"})
+def test_only_a_link_with_the_session_s_csrf_token_saves_to_the_account(app, rp):
+    signed_in(rp)
+    app.config["WTF_CSRF_ENABLED"] = True  # signed in above without tokens; checked from here on
+    forged = rp.browser.get("/language", query_string={"lang": "nl", "next": "/account", "csrf_token": "forged"})
     assert forged.status_code == 400 and "portal_locale" not in forged.headers.get("Set-Cookie", "")
-    switched = browser.get(switch_link(browser.get("/login"), "nl"))  # the page's own link
+    with app.app_context():
+        assert db.session.get(User, rp.user.id).locale is None
+    switched = rp.browser.get(switch_link(rp.browser.get("/account"), "nl"))  # the page's own link
     assert switched.status_code == 303 and "portal_locale=nl" in switched.headers["Set-Cookie"]
+    with app.app_context():
+        assert db.session.get(User, rp.user.id).locale == "nl"
+
+
+def test_a_visitor_s_switch_link_is_the_same_for_everyone(app):
+    """Pages for people not signed in carry nothing per session (they must not
+    tell an address with an account from one without): the link only sets the
+    browser's cookie."""
+    first, second = app.test_client(), app.test_client()
+    assert switch_link(first.get("/login"), "nl") == switch_link(second.get("/login"), "nl")
+    assert "csrf_token" not in switch_link(first.get("/login"), "nl")
 
 
 def test_the_switch_never_repeats_a_return_path_that_leads_away(client):
