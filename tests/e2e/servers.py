@@ -145,6 +145,7 @@ def provider_env(
         OUTBOX_DIR=str(folder / "outbox"),
         RATELIMIT_LOGIN="1000 per minute",
         RATELIMIT_EMAIL="1000 per hour",
+        TIME_ZONE="UTC",  # the zone the tests' times are written in (the portal's default is Europe/Amsterdam)
         OTP_RESEND_COOLDOWN="0",  # the journey asks for codes faster than a person would
         OTP_SENDS_PER_HOUR="100",
     )
