@@ -185,10 +185,16 @@ def switch() -> BaseResponse:
     return response
 
 
+KEPT = ("tx", "method", "page", "sent", "reauth", "new", "replaces")  # what the switch carries back
+
+
 def _here() -> str:
-    """This page's local path and query, for the switch to come back to; a
-    `next` that is no local path is left out (the page never repeats it)."""
-    args = [(k, v) for k, v in request.args.items(multi=True) if k != "next" or safe_next(v)]
+    """This page's local path, with the parameters of the portal's own pages
+    (KEPT, and a `next` that is a local path), for the switch to come back to:
+    nothing else a link brought (an app's redirect_uri) is ever repeated."""
+    args = [
+        (k, v) for k, v in request.args.items(multi=True) if k in KEPT or (k == "next" and safe_next(v))
+    ]
     return request.path + (f"?{urlencode(args, safe='/')}" if args else "")
 
 
@@ -197,7 +203,12 @@ def switch_url(language: str) -> str:
     person it carries the CSRF token (it changes the account); for anyone
     else it only sets this browser's cookie, and the page stays the same for
     every visitor (no per-session value: pages must not tell visitors apart)."""
-    token = generate_csrf() if sessions.held() is not None else None
+    try:
+        signed_in = sessions.held() is not None
+    except SQLAlchemyError:  # the database is away: this page says so, and no account can change
+        db.session.rollback()
+        signed_in = False
+    token = generate_csrf() if signed_in else None
     return url_for("locales.switch", lang=language, next=_here(), csrf_token=token)
 
 
