@@ -19,7 +19,6 @@ from flask_babel import gettext as _
 
 from . import audit, messages, mfa, outbox, passkeys, sessions, transactions
 from .clients import Client, query_client
-from .db import db
 from .forms import AddPasskeyForm, CodeForm, EnrolEmailForm, EnrolSmsForm
 from .mfa import PhoneError
 from .models import LoginTransaction, MfaMethod, User
@@ -85,14 +84,10 @@ def confirmed(user: User, method: MfaMethod, mode: str, replaced: list[tuple[str
     details = {"kind": method.kind, "target": mfa.mask(method)}
     if replaced:
         change = messages.method_replaced(method, *replaced[0])
-        audit.record("mfa_replaced", user=user, replaced=[masked for masked, _ in replaced], **details)
+        details["replaced"] = [masked for masked, _ in replaced]
+        messages.settle_mfa_change(user, change, "mfa_replaced", **details)
     else:
-        change = messages.method_added(method)
-        audit.record("mfa_added", user=user, **details)
-    sessions.revoke_trusted_computers(user.id)  # an MFA change ends every "trust this computer"
-    db.session.commit()
-    messages.mfa_changed(user, change.email)
-    flash(change.page, "success")
+        messages.settle_mfa_change(user, messages.method_added(method), "mfa_added", **details)
     if going_on():
         return redirect(url_for("portal.mfa_welcome", next=going_on()))
     return redirect(url_for("portal.mfa_methods"))
@@ -281,12 +276,7 @@ def passkey() -> Response | str:
 
 
 def _passkey_added(user: User, name: str) -> Response:
-    change = messages.passkey_added(name)
-    audit.record("mfa_added", user=user, kind="passkey", target=name)
-    sessions.revoke_trusted_computers(user.id)  # an MFA change ends every "trust this computer"
-    db.session.commit()
-    messages.mfa_changed(user, change.email)
-    flash(change.page, "success")
+    messages.settle_mfa_change(user, messages.passkey_added(name), "mfa_added", kind="passkey", target=name)
     if going_on():
         return redirect(url_for("portal.mfa_welcome", next=going_on()))
     return redirect(url_for("portal.mfa_methods"))

@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flask import current_app
+from flask import current_app, flash
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 
-from . import delivery, formats, locales, outbox
+from . import audit, delivery, formats, locales, outbox, sessions
+from .db import db
 from .mfa import Outcome, SendOutcome, SendResult, VerifyResult, mask, shown
 from .models import MfaMethod, User
 
@@ -166,6 +167,17 @@ def mfa_changed(user: User, change: Any) -> int | None:
         change=change,
         forgot_link=delivery.link("account.forgot_password"),
     )
+
+
+def settle_mfa_change(user: User, change: Change, event: str, **details: Any) -> None:
+    """After a person changed their sign-in methods: the audit record, the end of
+    every "trust this computer" (an MFA change ends them all), one commit, the
+    mail to the account address and the page's message."""
+    audit.record(event, user=user, **details)
+    sessions.revoke_trusted_computers(user.id)
+    db.session.commit()
+    mfa_changed(user, change.email)
+    flash(change.page, "success")
 
 
 def mfa_reset(user: User) -> int | None:

@@ -273,11 +273,7 @@ def remove_passkey(sso: SsoSession, passkey_id: int) -> Response:
     except LastMethodError as exc:
         flash(str(exc), "error")
         return redirect(url_for("portal.mfa_methods"), 303)
-    audit.record("mfa_removed", user=user, kind="passkey", target=name)
-    sessions.revoke_trusted_computers(user.id)  # an MFA change ends every "trust this computer"
-    db.session.commit()
-    messages.mfa_changed(user, change.email)
-    flash(change.page, "success")
+    messages.settle_mfa_change(user, change, "mfa_removed", kind="passkey", target=name)
     return redirect(url_for("portal.mfa_methods"), 303)
 
 
@@ -315,11 +311,7 @@ def remove_method(sso: SsoSession, method_id: int) -> Response:
     except LastMethodError as exc:
         flash(str(exc), "error")
         return redirect(url_for("portal.mfa_methods"), 303)
-    audit.record("mfa_removed", user=user, kind=kind, target=label)
-    sessions.revoke_trusted_computers(user.id)  # an MFA change ends every "trust this computer"
-    db.session.commit()
-    messages.mfa_changed(user, change.email)
-    flash(change.page, "success")
+    messages.settle_mfa_change(user, change, "mfa_removed", kind=kind, target=label)
     return redirect(url_for("portal.mfa_methods"), 303)
 
 
