@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from flask import Flask
+from authlib.oauth2 import OAuth2Error
+from flask import Flask, current_app
 from sqlalchemy import DateTime, bindparam, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -33,7 +34,7 @@ from . import endpoints, keys, logs, metrics, oauth, worker
 from .clients import query_client
 from .db import db, now, token_hash
 from .models import Token, User
-from .security import security_headers
+from .security import security_headers, within
 
 TOKEN = re.compile(r"[A-Za-z0-9_\-]{20,128}")  # the tokens this provider issues (db.new_token)
 MAX_BODY = 4096  # an introspection request of ours is far smaller; larger goes to Flask
@@ -143,14 +144,21 @@ def _form(environ: dict[str, Any]) -> dict[str, str] | None:
     return form if len(form) == len(pairs) else None
 
 
+def _guesses_allowed(environ: dict[str, Any]) -> bool:
+    """Client authentication is where secrets are guessed: over its limit, the
+    view answers (429), a right secret included, or the limit would tell a
+    right guess from wrong ones."""
+    return within(current_app.config["RATELIMIT_CLIENT_AUTH"], "client-auth", environ.get("REMOTE_ADDR", ""))
+
+
 def introspect(environ: dict[str, Any]) -> Answer | None:
     """An active access token introspected by the app it was issued to."""
-    if environ["REQUEST_METHOD"] != "POST":
+    if environ["REQUEST_METHOD"] != "POST" or environ.get("QUERY_STRING"):
         return None
     form = _form(environ)
     if form is None or set(form) - {"token", "token_type_hint"} or not TOKEN.fullmatch(form.get("token", "")):
         return None
-    if form.get("token_type_hint", "access_token") != "access_token":
+    if form.get("token_type_hint", "access_token") != "access_token" or not _guesses_allowed(environ):
         return None
     client = _client(environ)
     if client is None:
@@ -162,6 +170,42 @@ def introspect(environ: dict[str, Any]) -> Answer | None:
         oauth.describe_active_token(row.client_id, row.scope, row.sub, row.expires_at, row.issued_at, False)
     )
     return Answer("200 OK", [("Content-Type", "application/json"), *NO_STORE], body, "endpoints.introspect")
+
+
+TOKEN_FORM = {"grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope", "client_id", "client_secret"}
+
+
+def token(environ: dict[str, Any]) -> Answer | None:
+    """A code or refresh token redeemed by an app authenticating with its
+    secret (or a public app with PKCE): Authlib's grant decides and issues, as
+    in the view, from a request read here. Any refusal is rolled back and goes
+    to the view, which answers it (and counts a failed client authentication)."""
+    if environ["REQUEST_METHOD"] != "POST" or environ.get("QUERY_STRING"):
+        return None
+    form = _form(environ)
+    if form is None or set(form) - TOKEN_FORM or form.get("grant_type") not in metrics.GRANTS:
+        return None
+    if any("\x00" in value for value in form.values()) or not _guesses_allowed(environ):
+        return None
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+    uri = f"{environ.get('wsgi.url_scheme', 'http')}://{host}/token"
+    try:
+        request = oauth.PostedRequest(uri, form, environ.get("HTTP_AUTHORIZATION"))
+        grant = oauth.authorization_server().get_token_grant(request)
+        grant.validate_token_request()
+        status, body, headers = grant.create_token_response()
+    except OAuth2Error:
+        status = 0
+    except BaseException:
+        db.session.rollback()  # the view starts clean (it shares this app context)
+        raise
+    if status != 200:
+        db.session.rollback()
+        return None
+    db.session.commit()
+    metrics.TOKENS.labels(form["grant_type"]).inc()
+    given = [(name, value) for name, value in headers if name not in ("Cache-Control", "Pragma")]
+    return Answer("200 OK", [*given, *NO_STORE], _authlib_json(body), "endpoints.token")
 
 
 def discovery(environ: dict[str, Any]) -> Answer | None:
@@ -191,6 +235,7 @@ ROUTES: dict[str, tuple[Handler, str]] = {
     "/jwks.json": (jwks, "/jwks.json"),
     "/userinfo": (userinfo, "/userinfo"),
     "/introspect": (introspect, "/introspect"),
+    "/token": (token, "/token"),
 }
 
 

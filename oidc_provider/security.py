@@ -3,6 +3,7 @@ the client's address behind proxies, and error pages that never show a trace."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -192,6 +193,26 @@ def spend(limits: str, scope: str) -> bool:
             (str(error).strip().splitlines() or [""])[0][:200],
         )
     return True
+
+
+@lru_cache(maxsize=32)
+def _parsed(limits: str) -> tuple[Any, ...]:
+    return tuple(parse_many(limits))
+
+
+def within(limits: str, scope: str, address: str) -> bool:
+    """Whether a view under the shared limit `scope` (Flask-Limiter's, counted
+    per client IP) would be let through now, for a caller answering it below
+    Flask (fastpath.py). Counts nothing. The storage away: False, and the view
+    decides with the limiter's own fallback."""
+    if not current_app.config.get("RATELIMIT_ENABLED", True):
+        return True
+    prefix = current_app.config.get("RATELIMIT_KEY_PREFIX") or ""
+    identifiers = [prefix, address or "127.0.0.1", scope] if prefix else [address or "127.0.0.1", scope]
+    try:
+        return all(limiter.limiter.test(item, *identifiers) for item in _parsed(limits))
+    except Exception:
+        return False
 
 
 def safe_next(url: str | None) -> str | None:

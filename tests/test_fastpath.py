@@ -3,11 +3,11 @@ give the same answer as the Flask views, and everything that is not the plain
 case still goes through the views: errors, rate limits, unusual tokens."""
 
 import json
-from base64 import b64encode
+from base64 import b64encode, urlsafe_b64decode
 
 import pytest
 from conftest import SECRETS
-from rp import RP
+from rp import CALLBACK, RP, pkce
 
 from oidc_provider.db import db, now
 from oidc_provider.models import Token
@@ -25,7 +25,13 @@ def pair(make_app, clock, user):
     fast = make_app()
     slow = make_app(FASTPATH=False)
     served = {"views": 0}
-    for name in ("endpoints.userinfo", "endpoints.introspect", "endpoints.discovery", "endpoints.jwks"):
+    for name in (
+        "endpoints.userinfo",
+        "endpoints.introspect",
+        "endpoints.discovery",
+        "endpoints.jwks",
+        "endpoints.token",
+    ):
         view = fast.view_functions[name]
 
         def counted(*args, _view=view, **kwargs):
@@ -120,6 +126,99 @@ def test_failed_client_authentication_is_still_rate_limited(make_app, rp):
     wrong = {"Authorization": "Basic " + b64encode(b"client:wrong").decode()}
     statuses = [app.test_client().post("/introspect", data={"token": token}, headers=wrong).status_code for _ in range(4)]
     assert statuses == [401, 401, 401, 429]
+
+
+def _claims(id_token):
+    payload = id_token.split(".")[1]
+    return json.loads(urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def _alike(fast_response, slow_response):
+    """Two token answers: the same status, headers, fields and ID token claims
+    (the tokens themselves and the moments differ)."""
+    assert fast_response.status_code == slow_response.status_code == 200, (fast_response.json, slow_response.json)
+    headers = lambda r: sorted((k, v) for k, v in r.headers.items() if k not in VOLATILE | {"Content-Length"})  # noqa: E731
+    assert headers(fast_response) == headers(slow_response)
+    fast, slow = fast_response.json, slow_response.json
+    assert sorted(fast) == sorted(slow)
+    assert {k: fast[k] for k in ("token_type", "expires_in", "scope")} == {
+        k: slow[k] for k in ("token_type", "expires_in", "scope")
+    }
+    fast_claims, slow_claims = _claims(fast["id_token"]), _claims(slow["id_token"])
+    assert sorted(fast_claims) == sorted(slow_claims)
+    same_values = ("iss", "aud", "azp", "sub", "nonce", "acr", "amr", "auth_time", "sid")
+    assert {k: fast_claims.get(k) for k in same_values} == {k: slow_claims.get(k) for k in same_values}
+
+
+@pytest.mark.parametrize("auth", ["basic", "post", "none"])
+def test_codes_and_refresh_tokens_are_redeemed_below_flask_as_the_view_redeems_them(pair, auth):
+    fast, slow, rp, served = pair
+    client_id = {"basic": "client", "post": "client-post", "none": "public-app"}[auth]
+    redirect_uri = {"public-app": "http://127.0.0.1:7000/cb"}.get(client_id, "https://rp.example.test/callback")
+    verifier, challenge = pkce()
+    params = dict(client_id=client_id, redirect_uri=redirect_uri, scope="openid profile offline_access")
+    params.update(code_challenge=challenge, code_challenge_method="S256", prompt="consent")
+    answers = {}
+    for name, app in (("fast", fast), ("slow", slow)):
+        rp.app = app
+        code = rp.login_code(**params)
+        answers[name] = rp.token(code, client_id=client_id, redirect_uri=redirect_uri, auth=auth, code_verifier=verifier)
+    assert served["views"] == 0, "a plain code exchange reached the view"
+    _alike(answers["fast"], answers["slow"])
+    refreshed = {}
+    for name, app in (("fast", fast), ("slow", slow)):
+        rp.app = app
+        refreshed[name] = rp.refresh(answers[name].json["refresh_token"], client_id=client_id, auth=auth)
+    assert served["views"] == 0, "a plain refresh reached the view"
+    _alike(refreshed["fast"], refreshed["slow"])
+    rp.app = fast
+    assert rp.userinfo(refreshed["fast"].json["access_token"]).json["sub"] == _claims(refreshed["fast"].json["id_token"])["sub"]
+
+
+def test_refused_token_requests_are_answered_by_the_view(pair, clock):
+    """A wrong secret, a wrong verifier, an unknown code: the view's answer,
+    and a refusal leaves nothing behind -- the code still redeems after."""
+    fast, slow, rp, served = pair
+    verifier, challenge = pkce()
+    code = rp.login_code(code_challenge=challenge, code_challenge_method="S256")
+    wrong_secret = rp.token(code, secret="wrong", code_verifier=verifier)
+    assert wrong_secret.status_code == 401 and wrong_secret.json["error"] == "invalid_client"
+    wrong_verifier = rp.token(code, code_verifier="x" * 43)
+    assert wrong_verifier.status_code == 400 and wrong_verifier.json["error"] == "invalid_grant"
+    unknown = rp.token("y" * 43, code_verifier=verifier)
+    assert unknown.status_code == 400 and unknown.json["error"] == "invalid_grant"
+    assert served["views"] == 3
+    assert rp.token(code, code_verifier=verifier).status_code == 200
+    assert served["views"] == 3
+
+
+def test_a_replayed_code_is_answered_by_the_view_and_revokes_what_it_gave(pair):
+    fast, slow, rp, served = pair
+    verifier, challenge = pkce()
+    code = rp.login_code(code_challenge=challenge, code_challenge_method="S256")
+    first = rp.token(code, code_verifier=verifier)
+    assert first.status_code == 200 and served["views"] == 0
+    again = rp.token(code, code_verifier=verifier)
+    assert again.status_code == 400 and again.json["error"] == "invalid_grant" and served["views"] == 1
+    assert rp.userinfo(first.json["access_token"]).status_code == 401
+
+
+@pytest.mark.parametrize("endpoint", ["/token", "/introspect"])
+def test_over_the_client_authentication_limit_a_right_secret_is_refused_too(make_app, rp, endpoint):
+    """Else the limit would tell the one right guess from the wrong ones."""
+    verifier, challenge = pkce()
+    code = rp.login_code(code_challenge=challenge, code_challenge_method="S256")
+    token = rp.tokens()["access_token"]
+    app = make_app(RATELIMIT_CLIENT_AUTH="3 per minute")
+    wrong = {"Authorization": "Basic " + b64encode(b"client:wrong").decode()}
+    form = (
+        {"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK, "code_verifier": verifier}
+        if endpoint == "/token"
+        else {"token": token}
+    )
+    statuses = [app.test_client().post(endpoint, data=form, headers=wrong).status_code for _ in range(3)]
+    right = app.test_client().post(endpoint, data=form, headers=basic())
+    assert statuses == [401, 401, 401] and right.status_code == 429
 
 
 # A database outage: the handler falls through and the view answers 503 (tests/test_outage.py
