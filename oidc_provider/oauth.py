@@ -36,6 +36,7 @@ from flask import request as flask_request
 from joserfc.jwk import KeySet
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import contains_eager
 
 from . import keys
 from .clients import Client, query_client
@@ -52,7 +53,10 @@ _CODE = (
     .where(AuthorizationCode.code_hash == bindparam("digest"), AuthorizationCode.client_id == bindparam("client_id"))
 )
 _REFRESH = (
-    select(Token, User).join(User, User.id == Token.user_id).where(Token.refresh_token_hash == bindparam("digest"))
+    select(Token)
+    .join(Token.user)
+    .options(contains_eager(Token.user))
+    .where(Token.refresh_token_hash == bindparam("digest"))
 )
 _FAMILY_START = select(func.min(Token.issued_at)).where(Token.family == bindparam("family"))
 _SAVE_TOKEN = insert(Token.__table__)
@@ -161,6 +165,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if getattr(self, "_validated_redirect_uri", None) is None:
             self._validated_redirect_uri = super().validate_authorization_request()
         return self._validated_redirect_uri
+
+    def generate_authorization_code(self) -> str:
+        # 256 bits from the secrets module at once (Authlib draws 48 characters one by one)
+        return new_token(32)
 
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
         """One INSERT, committed (nothing reads the row back in this request)."""

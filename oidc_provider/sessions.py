@@ -20,7 +20,7 @@ from typing import Any
 
 from cryptography.fernet import InvalidToken
 from flask import Response, current_app, request, session
-from sqlalchemy import delete, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import joinedload
 from user_agents import parse as parse_user_agent
 
@@ -49,14 +49,18 @@ def device_label(user_agent: str | None) -> str:
 # -- SSO session ------------------------------------------------------------------
 
 
+# Built once (every signed-in request reads the session): SQLAlchemy reuses
+# their compiled form.
+_HELD = select(SsoSession).where(SsoSession.cookie_hash == bindparam("digest"))
+_LIVE = _HELD.options(joinedload(SsoSession.user))
+
+
 def current() -> SsoSession | None:
     """The browser's live SSO session, or None (expired, idle, ended, disabled user)."""
     token = session.get(SSO_KEY)
     if not token:
         return None
-    sso = db.session.scalar(
-        db.select(SsoSession).filter_by(cookie_hash=token_hash(token)).options(joinedload(SsoSession.user))
-    )
+    sso = db.session.scalar(_LIVE, {"digest": token_hash(token)})
     at = now()
     if (
         sso is None
@@ -79,7 +83,7 @@ def held() -> SsoSession | None:
     token = session.get(SSO_KEY)
     if not isinstance(token, str):
         return None
-    sso = db.session.scalar(db.select(SsoSession).filter_by(cookie_hash=token_hash(token)))
+    sso = db.session.scalar(_HELD, {"digest": token_hash(token)})
     return sso if sso is not None and sso.ended_at is None else None
 
 
