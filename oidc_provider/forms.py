@@ -4,15 +4,34 @@ password managers and one-time-code autofill work."""
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
+from babel.support import Translations
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, RadioField, StringField, TelField
+from wtforms.i18n import messages_path
 from wtforms.validators import DataRequired, EqualTo, Length, Regexp, StopValidation
 from wtforms.widgets import PasswordInput
 
 from . import accounts, addresses, passwords
+
+
+@lru_cache(maxsize=16)
+def _wtforms_messages(locale: str) -> Translations:
+    return Translations.load(messages_path(), [locale], domain="wtforms")
+
+
+class Form(FlaskForm):
+    """Every form's base: WTForms' own messages (e.g. "Not a valid choice") in
+    the page's language, read from their catalogue once per language rather
+    than once per request as Flask-WTF does."""
+
+    class Meta:
+        def get_translations(self, form: Any) -> Translations:
+            return _wtforms_messages(str(get_locale()))
 
 
 def _address(form: Any, field: Any) -> None:
@@ -65,7 +84,7 @@ class KeptPasswordField(PasswordField):
             self.data = ""
 
 
-class NewPasswordForm(FlaskForm):
+class NewPasswordForm(Form):
     """A form that chooses a password: every problem of the password is told
     at once, with a mismatch of the repeated one (`passwords.policy_problems`)."""
 
@@ -87,14 +106,14 @@ class NewPasswordForm(FlaskForm):
         return valid
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     email = EmailField(_l("Email address"), EMAIL, **_ac("username", autofocus="autofocus", **ADDRESS))
     password = PasswordField(
         _l("Password"), [DataRequired(_l("Enter your password.")), Length(max=1024)], **_ac("current-password")
     )
 
 
-class CodeForm(FlaskForm):
+class CodeForm(Form):
     """The second sign-in step, enrolment confirmation and re-verification."""
 
     method = HiddenField()
@@ -107,11 +126,11 @@ class CodeForm(FlaskForm):
     trust = BooleanField(_l("Trust this computer (skip MFA for a week)"))
 
 
-class ChooseMethodForm(FlaskForm):
+class ChooseMethodForm(Form):
     method = RadioField(_l("Where should we get your code?"), [DataRequired(_l("Choose a method."))], choices=[])
 
 
-class SendCodeForm(FlaskForm):
+class SendCodeForm(Form):
     method = HiddenField()
 
 
@@ -131,7 +150,7 @@ class RegisterForm(NewPasswordForm):
         return self.email.data if not self.email.errors else None
 
 
-class EmailForm(FlaskForm):
+class EmailForm(Form):
     """Forgot password and "send me a new activation link"."""
 
     email = EmailField(_l("Email address"), EMAIL, **_ac("email", **ADDRESS))
@@ -161,15 +180,15 @@ class ChangePasswordForm(ResetPasswordForm):
     )
 
 
-class ReauthForm(FlaskForm):
+class ReauthForm(Form):
     password = PasswordField(_l("Password"), [DataRequired(_l("Enter your password."))], **_ac("current-password"))
 
 
-class EnrolEmailForm(FlaskForm):
+class EnrolEmailForm(Form):
     email = EmailField(_l("Email address for codes"), EMAIL, **_ac("email", **ADDRESS))
 
 
-class EnrolSmsForm(FlaskForm):
+class EnrolSmsForm(Form):
     phone = TelField(
         _l("Mobile number"),
         [DataRequired(_l("Enter your mobile number.")), Length(max=30)],
@@ -177,18 +196,18 @@ class EnrolSmsForm(FlaskForm):
     )
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(Form):
     """A button that changes something (consent, remove, revoke, sign out)."""
 
 
-class PasskeyForm(FlaskForm):
+class PasskeyForm(Form):
     """A passkey's answer, filled in by static/passkeys.js (sign-in, passwordless)."""
 
     credential = HiddenField()
     trust = BooleanField(_l("Trust this computer (skip MFA for a week)"))
 
 
-class AddPasskeyForm(FlaskForm):
+class AddPasskeyForm(Form):
     name = StringField(
         _l("Name this passkey"),
         [DataRequired(_l("Give the passkey a name you will recognise.")), Length(max=64)],
@@ -197,7 +216,7 @@ class AddPasskeyForm(FlaskForm):
     credential = HiddenField()
 
 
-class RecoveryCodeForm(FlaskForm):
+class RecoveryCodeForm(Form):
     code = StringField(
         _l("Recovery code"),
         [DataRequired(_l("Enter one of your recovery codes.")), Length(max=64)],

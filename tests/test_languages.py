@@ -279,3 +279,18 @@ def test_discovery_lists_the_languages_of_the_pages(client):
     meta = client.get("/.well-known/openid-configuration").json
     assert meta["ui_locales_supported"] == ["en", "nl"]
     assert "claims_locales_supported" not in meta  # claim values are what people typed, in no language of ours
+
+
+def test_the_form_librarys_own_messages_follow_the_page_language(app):
+    """WTForms' built-in messages (read from its catalogue once per language)
+    speak each request's language, whichever came first."""
+    from oidc_provider.forms import ChooseMethodForm
+
+    seen = []
+    for language in ("nl", "en", "nl"):
+        with app.test_request_context("/", method="POST", data={"method": "x"}, headers={"Accept-Language": language}):
+            form = ChooseMethodForm(meta={"csrf": False})
+            form.method.choices = [("email", "Email")]
+            form.validate()
+            seen.append(form.method.errors[0])
+    assert seen == ["Ongeldige keuze.", "Not a valid choice.", "Ongeldige keuze."]
