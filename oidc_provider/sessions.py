@@ -53,6 +53,7 @@ def device_label(user_agent: str | None) -> str:
 # their compiled form.
 _HELD = select(SsoSession).where(SsoSession.cookie_hash == bindparam("digest"))
 _LIVE = _HELD.options(joinedload(SsoSession.user))
+_PENDING = select(PendingSignIn).where(PendingSignIn.token_hash == bindparam("digest")).options(joinedload(PendingSignIn.user))
 
 
 def current() -> SsoSession | None:
@@ -203,7 +204,7 @@ def pending(*purposes: str) -> PendingSignIn | None:
     token = session.get(PENDING_KEY)
     if not isinstance(token, str):
         return None
-    item = db.session.scalar(db.select(PendingSignIn).filter_by(token_hash=token_hash(token)))
+    item = db.session.scalar(_PENDING, {"digest": token_hash(token)})
     if (
         item is None
         or item.consumed_at is not None
