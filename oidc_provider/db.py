@@ -66,6 +66,19 @@ def _sqlite_pragmas(connection: Any, record: Any) -> None:
     cursor.close()
 
 
+def commit_keeping_loaded() -> None:
+    """Commit, and leave the objects this request has loaded as they are
+    instead of expired (each would be read again at its next use): for a small
+    write of the request's own that changes nothing else it reads, such as an
+    SSO session's last-seen time."""
+    session = db.session()
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True
+
+
 def now() -> datetime:
     """The current time, UTC, naive (stored as such on SQLite and PostgreSQL)."""
     clock = current_app.config.get("CLOCK") if has_app_context() else None

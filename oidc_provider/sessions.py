@@ -25,7 +25,7 @@ from sqlalchemy.orm import joinedload
 from user_agents import parse as parse_user_agent
 
 from . import crypto, logout
-from .db import db, new_token, now, same, token_hash
+from .db import commit_keeping_loaded, db, new_token, now, same, token_hash
 from .models import PendingSignIn, SsoSession, TrustedComputer, User
 
 SSO_KEY = "sso"
@@ -73,7 +73,7 @@ def current() -> SsoSession | None:
         return None
     if at - sso.last_seen_at > timedelta(minutes=1):  # keep writes rare
         sso.last_seen_at = at
-        db.session.commit()
+        commit_keeping_loaded()  # the caller reads the session and its person next
     return sso
 
 

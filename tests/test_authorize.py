@@ -49,6 +49,17 @@ def test_prompt_none_after_the_session_idled_out_is_login_required(rp, clock):
     assert_error(query(rp.authorize(prompt="none").location), "login_required", rp.issuer)
 
 
+def test_using_the_session_keeps_it_from_idling_out(rp, clock):
+    """Each use (at most one write a minute) moves the idle limit on."""
+    rp.flow()
+    idle = rp.app.config["SSO_SESSION_IDLE"]
+    for _ in range(3):
+        clock.advance(seconds=idle - 120)  # the last write was at most a minute before
+        assert "code" in query(rp.authorize(prompt="none").location)
+    clock.advance(seconds=idle + 1)
+    assert_error(query(rp.authorize(prompt="none").location), "login_required", rp.issuer)
+
+
 def test_password_without_the_code_is_no_session(rp):
     response = rp.sign_in(rp.authorize(), code=False)
     assert _path(response) == "/login/code"
