@@ -9,6 +9,7 @@ consents → it resumes here with `?tx=` → Authlib issues the code.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -238,42 +239,63 @@ def _go_to_step(step: str, params: Any, client: Client, tx: LoginTransaction | N
     return redirect(url_for("login.password", tx=tx.id))
 
 
+@dataclass
+class Decision:
+    """What a valid authorization request needs next (`step`: a page; None:
+    the code can be issued now), with what the issuing needs."""
+
+    grant: Any
+    client: Client
+    consented: str | None
+    step: str | None
+
+
+def decide(oauth_request: Any, tx: LoginTransaction | None, sso: SsoSession | None) -> Decision:
+    """Validate the request (Authlib, then what it leaves to us) and say what
+    is missing for the browser signed in as `sso`: OAuth2Error when invalid."""
+    params = oauth_request.payload.data
+    grant = authorization_server().get_consent_grant(oauth_request, end_user=sso.user if sso else None)
+    _check_extras(params, grant)
+    client = grant.client
+    consented = remembered_consent(sso, client)
+    try:
+        policy = policy_request(params, client, tx, sso)
+        step = interaction.next_step(policy, _policy_session(sso), has_consent(consented, client, params), now())
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc), redirect_uri=grant.redirect_uri) from None
+    except interaction.InteractionError as exc:
+        raise INTERACTION_ERRORS[exc.error](description=exc.description, redirect_uri=grant.redirect_uri) from None
+    return Decision(grant, client, consented, step)
+
+
+def issue(oauth_request: Any, decision: Decision, sso: SsoSession) -> Response:
+    """The code for a request that needs nothing more, in its response mode."""
+    grant, params = decision.grant, oauth_request.payload.data
+    grant.request.sso = sso
+    grant.request.claims_requested = oauth.permitted_claims(
+        _requested_claims(params), decision.client, decision.consented
+    )
+    # `iss` (RFC 9207) comes from the Issuer extension, on errors too.
+    response = authorization_server().create_authorization_response(oauth_request, grant_user=sso.user, grant=grant)
+    if response.status_code != 302:
+        return response
+    return respond(grant.redirect_uri, redirect_params(response, grant.redirect_uri), params.get("response_mode"))
+
+
 def handle(oauth_request: Any, tx: LoginTransaction | None) -> Response:
     """Validate, decide what is missing, and either ask the user or issue the code."""
-    server = authorization_server()
     params = oauth_request.payload.data
     sso = sessions.current()
     try:
-        grant = server.get_consent_grant(oauth_request, end_user=sso.user if sso else None)
-        _check_extras(params, grant)
-        client = grant.client
-        consented = remembered_consent(sso, client)
-        try:
-            policy = policy_request(params, client, tx, sso)
-            step = interaction.next_step(
-                policy, _policy_session(sso), has_consent(consented, client, params), now()
-            )
-        except ValueError as exc:
-            raise InvalidRequestError(str(exc), redirect_uri=grant.redirect_uri) from None
-        except interaction.InteractionError as exc:
-            raise INTERACTION_ERRORS[exc.error](
-                description=exc.description, redirect_uri=grant.redirect_uri
-            ) from None
+        decision = decide(oauth_request, tx, sso)
     except OAuth2Error as error:
         return error_response(error, params)
-    if step:
-        return _go_to_step(step, params, client, tx)
-    grant.request.sso = sso
-    grant.request.claims_requested = oauth.permitted_claims(_requested_claims(params), client, consented)
-    # `iss` (RFC 9207) comes from the Issuer extension, on errors too.
-    response = server.create_authorization_response(oauth_request, grant_user=sso.user, grant=grant)
+    if decision.step:
+        return _go_to_step(decision.step, params, decision.client, tx)
+    response = issue(oauth_request, decision, sso)
     if tx is not None:
         transactions.complete(tx)
-    if response.status_code != 302:
-        return response
-    return respond(
-        grant.redirect_uri, redirect_params(response, grant.redirect_uri), params.get("response_mode")
-    )
+    return response
 
 
 @bp.route("/authorize", methods=["GET", "POST"])

@@ -29,10 +29,13 @@ from urllib.parse import parse_qsl
 
 from authlib.oauth2 import OAuth2Error
 from flask import Flask, current_app
+from itsdangerous import BadSignature
 from sqlalchemy import DateTime, bindparam, text
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.http import parse_cookie
 
-from . import endpoints, keys, logs, metrics, oauth, worker
+from . import authorize as authorize_view
+from . import endpoints, keys, logs, metrics, oauth, sessions, worker
 from .clients import query_client
 from .db import db, now, token_hash
 from .models import Token, User
@@ -210,6 +213,70 @@ def token(environ: dict[str, Any]) -> Answer | None:
     return Answer("200 OK", [*given, *NO_STORE], _authlib_json(body), "endpoints.token")
 
 
+# The plain signed-in request: anything else (prompt, max_age, hints, claims,
+# acr_values, ui_locales, form_post…) may need a page, and goes to the view.
+AUTHORIZE_QUERY = {
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+}
+
+
+def _session_cookie(environ: dict[str, Any]) -> dict[str, Any] | None:
+    """Flask's session, read with the app's own serializer, as Flask reads it."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    cookies = parse_cookie(environ.get("HTTP_COOKIE", ""))
+    values = cookies.getlist(app.config["SESSION_COOKIE_NAME"])
+    if len(values) != 1:
+        return None
+    serializer = app.session_interface.get_signing_serializer(app)
+    try:
+        data = serializer.loads(values[0], max_age=int(app.permanent_session_lifetime.total_seconds()))
+    except BadSignature:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def authorize(environ: dict[str, Any]) -> Answer | None:
+    """A signed-in browser asking for a code that needs no page (SSO into a
+    second app): the view's own decision and issuing (authorize.decide and
+    authorize.issue), with the SSO session read from the cookie here."""
+    if environ["REQUEST_METHOD"] != "GET":
+        return None
+    try:
+        pairs = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        return None
+    params = dict(pairs)
+    if len(params) != len(pairs) or set(params) - AUTHORIZE_QUERY or any("\x00" in v for v in params.values()):
+        return None
+    cookie = _session_cookie(environ)
+    sso = sessions.live(cookie.get(sessions.SSO_KEY)) if cookie else None
+    if sso is None:
+        return None
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+    uri = f"{environ.get('wsgi.url_scheme', 'http')}://{host}/authorize?{environ.get('QUERY_STRING', '')}"
+    try:
+        request = oauth.ParkedRequest(params, uri)
+        decision = authorize_view.decide(request, None, sso)
+        response = None if decision.step else authorize_view.issue(request, decision, sso)
+    except OAuth2Error:
+        response = None
+    except BaseException:
+        db.session.rollback()  # the view starts clean (it shares this app context)
+        raise
+    if response is None or response.status_code != 302:
+        db.session.rollback()
+        return None
+    headers = [(n, v) for n, v in response.headers.items() if n != "Content-Length"]
+    return Answer(response.status, [*headers, ("Vary", "Cookie")], response.get_data(), "authorize.authorize")
+
+
 def discovery(environ: dict[str, Any]) -> Answer | None:
     if environ["REQUEST_METHOD"] != "GET":
         return None
@@ -238,6 +305,7 @@ ROUTES: dict[str, tuple[Handler, str]] = {
     "/userinfo": (userinfo, "/userinfo"),
     "/introspect": (introspect, "/introspect"),
     "/token": (token, "/token"),
+    "/authorize": (authorize, "/authorize"),
 }
 
 
@@ -290,12 +358,13 @@ class FastPath:
                 ("X-Request-ID", request_id),
             ]
             seconds = time.perf_counter() - started
+            status = int(answer.status[:3])
             token = logs.REQUEST_ID.set(request_id)
             try:
-                logs.access(environ["REQUEST_METHOD"], answer.endpoint, rule, 200, round(seconds * 1000, 2))
+                logs.access(environ["REQUEST_METHOD"], answer.endpoint, rule, status, round(seconds * 1000, 2))
             finally:
                 logs.REQUEST_ID.reset(token)
-            metrics.observe(answer.endpoint, 200, seconds)
+            metrics.observe(answer.endpoint, status, seconds)
         start_response(answer.status, headers)
         return [answer.body]
 

@@ -58,8 +58,13 @@ _PENDING = select(PendingSignIn).where(PendingSignIn.token_hash == bindparam("di
 
 def current() -> SsoSession | None:
     """The browser's live SSO session, or None (expired, idle, ended, disabled user)."""
-    token = session.get(SSO_KEY)
-    if not token:
+    return live(session.get(SSO_KEY))
+
+
+def live(token: Any) -> SsoSession | None:
+    """The live SSO session whose cookie token is `token` (from the session
+    cookie; `current` reads it through Flask, the fast path itself)."""
+    if not isinstance(token, str) or not token:
         return None
     sso = db.session.scalar(_LIVE, {"digest": token_hash(token)})
     at = now()

@@ -7,7 +7,7 @@ from base64 import b64encode, urlsafe_b64decode
 
 import pytest
 from conftest import SECRETS
-from rp import CALLBACK, RP, pkce
+from rp import CALLBACK, RP, pkce, query
 
 from oidc_provider.db import db, now
 from oidc_provider.models import Token
@@ -223,3 +223,103 @@ def test_over_the_client_authentication_limit_a_right_secret_is_refused_too(make
 
 # A database outage: the handler falls through and the view answers 503 (tests/test_outage.py
 # calls /userinfo and /token with the fast path on, as it is by default).
+
+
+# -- SSO authorize ---------------------------------------------------------------------
+
+SECOND_APP = {"client_id": "client2", "redirect_uri": "https://rp.example.test/callback2"}
+
+
+def _counted_authorize(app, served):
+    view = app.view_functions["authorize.authorize"]
+
+    def counted(*args, **kwargs):
+        served["views"] += 1
+        return view(*args, **kwargs)
+
+    app.view_functions["authorize.authorize"] = counted
+
+
+def _signed_in_browsers(pair):
+    """One signed-in browser cookie, sent to the fast and the slow provider."""
+    fast, slow, rp, served = pair
+    rp.flow()  # signs the browser in (the app fixture's provider, the same database)
+    cookie = rp.browser.get_cookie(fast.config["SESSION_COOKIE_NAME"]).value
+    browsers = {}
+    for name, app in (("fast", fast), ("slow", slow)):
+        browsers[name] = app.test_client()
+        browsers[name].set_cookie(app.config["SESSION_COOKIE_NAME"], cookie)
+    _counted_authorize(fast, served)
+    return browsers
+
+
+def test_sso_into_a_second_app_is_answered_below_flask_with_the_views_answer(pair):
+    fast, slow, rp, served = pair
+    browsers = _signed_in_browsers(pair)
+    verifier, challenge = pkce()
+    query_string = {
+        "response_type": "code",
+        "scope": "openid profile",
+        "state": "s-1",
+        "nonce": "n-1",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        **SECOND_APP,
+    }
+    answers = {name: browser.get("/authorize", query_string=query_string) for name, browser in browsers.items()}
+    assert served["views"] == 0, "a plain SSO request reached the view"
+    fast_answer, slow_answer = answers["fast"], answers["slow"]
+    assert fast_answer.status_code == slow_answer.status_code == 302
+    headers = lambda r: sorted(  # noqa: E731
+        (k, v) for k, v in r.headers.items() if k not in VOLATILE | {"Location", "Content-Length"}
+    )
+    assert headers(fast_answer) == headers(slow_answer)
+    assert "Set-Cookie" not in fast_answer.headers
+    fast_params, slow_params = query(fast_answer.location), query(slow_answer.location)
+    assert sorted(fast_params) == sorted(slow_params) == ["code", "iss", "state"]
+    assert fast_params["state"] == "s-1" and fast_params["iss"] == slow_params["iss"]
+    assert fast_answer.location.startswith(SECOND_APP["redirect_uri"] + "?")
+    rp.app = fast
+    tokens = rp.token(fast_params["code"], client_id="client2", redirect_uri=SECOND_APP["redirect_uri"], code_verifier=verifier)
+    assert tokens.status_code == 200
+    claims = _claims(tokens.json["id_token"])
+    assert claims["nonce"] == "n-1" and claims["aud"] == "client2" and claims["sub"] == rp.user.sub
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"prompt": "none"},
+        {"prompt": "login"},
+        {"max_age": "0"},
+        {"response_mode": "form_post"},
+        {"ui_locales": "nl"},
+        {"client_id": "third-party", "redirect_uri": "https://rp.example.test/tp"},  # asks for consent
+        {"redirect_uri": "https://evil.example/cb"},
+        {"client_id": "nobody"},
+        {"scope": "profile"},  # no openid
+    ],
+    ids=lambda extra: ",".join(extra),
+)
+def test_sso_requests_that_are_not_the_plain_case_go_through_the_view(pair, extra):
+    fast, slow, rp, served = pair
+    browsers = _signed_in_browsers(pair)
+    query_string = {"response_type": "code", "scope": "openid", "state": "s-2", "nonce": "n-2", **SECOND_APP, **extra}
+    fast_answer = browsers["fast"].get("/authorize", query_string=query_string)
+    slow_answer = browsers["slow"].get("/authorize", query_string=query_string)
+    assert served["views"] == 1
+    assert fast_answer.status_code == slow_answer.status_code
+    if fast_answer.status_code == 302:
+        assert sorted(query(fast_answer.location)) == sorted(query(slow_answer.location))
+
+
+def test_a_browser_that_is_not_signed_in_goes_through_the_view(pair):
+    fast, slow, rp, served = pair
+    _counted_authorize(fast, served)
+    query_string = {"response_type": "code", "scope": "openid", "state": "s", "nonce": "n", **SECOND_APP}
+    response = fast.test_client().get("/authorize", query_string=query_string)
+    assert served["views"] == 1 and response.status_code == 302 and "/login" in response.location
+    forged = fast.test_client()
+    forged.set_cookie(fast.config["SESSION_COOKIE_NAME"], "eyJzc28iOiJ4In0.forged.signature")
+    response = forged.get("/authorize", query_string=query_string)
+    assert served["views"] == 2 and "/login" in response.location
