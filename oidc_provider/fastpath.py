@@ -215,16 +215,9 @@ def token(environ: dict[str, Any]) -> Answer | None:
 
 # The plain signed-in request: anything else (prompt, max_age, hints, claims,
 # acr_values, ui_locales, form_post…) may need a page, and goes to the view.
-AUTHORIZE_QUERY = {
-    "response_type",
-    "client_id",
-    "redirect_uri",
-    "scope",
-    "state",
-    "nonce",
-    "code_challenge",
-    "code_challenge_method",
-}
+AUTHORIZE_QUERY = frozenset(
+    ("response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge", "code_challenge_method")
+)
 
 
 def _session_cookie(environ: dict[str, Any]) -> dict[str, Any] | None:
