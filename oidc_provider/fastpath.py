@@ -227,7 +227,11 @@ def _session_cookie(environ: dict[str, Any]) -> dict[str, Any] | None:
     values = cookies.getlist(app.config["SESSION_COOKIE_NAME"])
     if len(values) != 1:
         return None
-    serializer = app.session_interface.get_signing_serializer(app)
+    serializer = app.extensions.get("session_serializer")
+    if serializer is None:  # once per process (Flask derives it per request)
+        serializer = app.extensions["session_serializer"] = app.session_interface.get_signing_serializer(app)
+    if serializer is None:
+        return None
     try:
         data = serializer.loads(values[0], max_age=int(app.permanent_session_lifetime.total_seconds()))
     except BadSignature:
