@@ -36,7 +36,7 @@ from flask import request as flask_request
 from joserfc.jwk import KeySet
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import contains_eager
+from sqlalchemy.orm import aliased, contains_eager
 
 from . import keys
 from .clients import Client, query_client
@@ -52,8 +52,9 @@ _CODE = (
     .outerjoin(SsoSession, SsoSession.sid == AuthorizationCode.sid)
     .where(AuthorizationCode.code_hash == bindparam("digest"), AuthorizationCode.client_id == bindparam("client_id"))
 )
-_REFRESH = (
-    select(Token)
+_EARLIER = aliased(Token)
+_REFRESH = (  # with its person, and when its family began (the family's lifetime)
+    select(Token, select(func.min(_EARLIER.issued_at)).where(_EARLIER.family == Token.family).scalar_subquery())
     .join(Token.user)
     .options(contains_eager(Token.user))
     .where(Token.refresh_token_hash == bindparam("digest"))
@@ -312,9 +313,10 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
         # with its person, so `item.user` needs no query of its own
-        item = db.session.scalar(_REFRESH, {"digest": token_hash(refresh_token)})
-        if item is None:
+        found = db.session.execute(_REFRESH, {"digest": token_hash(refresh_token)}).first()
+        if found is None:
             return None
+        item, item.family_started = found  # not a column: this request's own
         if item.refresh_used_at is not None:
             revoke_tokens(Token.family == item.family)  # reuse of a rotated token: revoke the family
             db.session.commit()
@@ -405,7 +407,7 @@ def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
             claims=getattr(source, "claims", None),
             issued_at=at,
             expires_at=at + timedelta(seconds=token["expires_in"]),
-            refresh_expires_at=refresh_expiry(family if parent else None, at) if refresh else None,
+            refresh_expires_at=refresh_expiry(parent, at) if refresh else None,
             family=family,
             code_id=code.id if code else parent.code_id,
             sid=source.sid,
@@ -418,14 +420,16 @@ def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
     )
 
 
-def refresh_expiry(family: str | None, at: datetime) -> datetime:
+def refresh_expiry(parent: Token | None, at: datetime) -> datetime:
     """When a refresh token issued now expires: REFRESH_TOKEN_LIFETIME from now,
     but never beyond REFRESH_TOKEN_FAMILY_LIFETIME from the family's first token
-    (rotation does not keep a sign-in alive for ever). `family` None: a new one."""
+    (rotation does not keep a sign-in alive for ever). `parent`: the refresh
+    token it replaces (None: a new family)."""
     config = current_app.config
-    started = at
-    if family is not None:
-        started = db.session.scalar(_FAMILY_START, {"family": family}) or at
+    started = getattr(parent, "family_started", None)
+    if parent is not None and started is None:  # a parent read without its family's start
+        started = db.session.scalar(_FAMILY_START, {"family": parent.family})
+    started = started or at
     return min(
         at + timedelta(seconds=config["REFRESH_TOKEN_LIFETIME"]),
         started + timedelta(seconds=config["REFRESH_TOKEN_FAMILY_LIFETIME"]),
