@@ -1,18 +1,21 @@
 """The common case of the apps' most frequent calls, answered below Flask.
 
 Discovery, the JWKS, userinfo, token introspection and the token endpoint are
-what relying parties' servers call most, and nearly every call is the plain
-case: a valid bearer token, a client that authenticates with its secret, a
-code or refresh token redeemed once. Flask's request handling costs more than
-the work these need, so this WSGI layer answers exactly those cases itself,
-with the same body and headers, the same access log line, request id and
-metrics. At /token Authlib's own grants still decide and issue, from a request
-read here. Anything else -- a missing, unknown, expired or revoked token, a
-wrong secret (which the rate limit must count), any client over that limit, a
-token asking for claims that need a database look-up of their own, a refused
-grant, a database that does not answer -- falls through to the Flask views,
-which stay the one place that decides errors (tests/test_fastpath.py checks
-that both answer the same).
+what relying parties' servers call most, and /authorize from a browser already
+signed in is what every app after the first costs. Nearly every call is the
+plain case: a valid bearer token, a client that authenticates with its secret,
+a code or refresh token redeemed once, a signed-in browser asking for a code
+that needs no page. Flask's request handling costs more than the work these
+need, so this WSGI layer answers exactly those cases itself, with the same
+body and headers, the same access log line, request id and metrics. At /token
+Authlib's own grants still decide and issue, and at /authorize the view's own
+`decide` and `issue`, from a request read here. Anything else -- a missing,
+unknown, expired or revoked token, a wrong secret (which the rate limit must
+count), any client over that limit, a token asking for claims that need a
+database look-up of their own, a refused grant, a request that needs a page, a
+database that does not answer -- falls through to the Flask views, which stay
+the one place that decides errors (tests/test_fastpath.py checks that both
+answer the same).
 """
 
 from __future__ import annotations
