@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl
 
 from authlib.oauth2 import OAuth2Error
 from flask import Flask, current_app
-from itsdangerous import BadSignature
+from itsdangerous import BadData
 from sqlalchemy import DateTime, bindparam, text
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.http import parse_cookie
@@ -152,6 +152,12 @@ def _form(environ: dict[str, Any]) -> dict[str, str] | None:
     return form if len(form) == len(pairs) else None
 
 
+def _url(environ: dict[str, Any], path: str) -> str:
+    """The request's URL as Flask would give it to Authlib (which refuses plain http)."""
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+    return f"{environ.get('wsgi.url_scheme', 'http')}://{host}{path}"
+
+
 def _guesses_allowed(environ: dict[str, Any]) -> bool:
     """Client authentication is where secrets are guessed: over its limit, the
     view answers (429), a right secret included, or the limit would tell a
@@ -195,10 +201,8 @@ def token(environ: dict[str, Any]) -> Answer | None:
         return None
     if any("\x00" in value for value in form.values()) or not _guesses_allowed(environ):
         return None
-    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
-    uri = f"{environ.get('wsgi.url_scheme', 'http')}://{host}/token"
     try:
-        request = oauth.PostedRequest(uri, form, environ.get("HTTP_AUTHORIZATION"))
+        request = oauth.PostedRequest(_url(environ, "/token"), form, environ.get("HTTP_AUTHORIZATION"))
         grant = oauth.authorization_server().get_token_grant(request)
         grant.validate_token_request()
         status, body, headers = grant.create_token_response()
@@ -237,7 +241,7 @@ def _session_cookie(environ: dict[str, Any]) -> dict[str, Any] | None:
         return None
     try:
         data = serializer.loads(values[0], max_age=int(app.permanent_session_lifetime.total_seconds()))
-    except BadSignature:
+    except BadData:  # a forged, expired or damaged cookie: no session here (the view decides)
         return None
     return data if isinstance(data, dict) else None
 
@@ -259,10 +263,8 @@ def authorize(environ: dict[str, Any]) -> Answer | None:
     sso = sessions.live(cookie.get(sessions.SSO_KEY)) if cookie else None
     if sso is None:
         return None
-    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
-    uri = f"{environ.get('wsgi.url_scheme', 'http')}://{host}/authorize?{environ.get('QUERY_STRING', '')}"
     try:
-        request = oauth.ParkedRequest(params, uri)
+        request = oauth.ParkedRequest(params, _url(environ, f"/authorize?{environ.get('QUERY_STRING', '')}"))
         decision = authorize_view.decide(request, None, sso)
         response = None if decision.step else authorize_view.issue(request, decision, sso)
     except OAuth2Error:
