@@ -72,11 +72,11 @@ def commit_keeping_loaded() -> None:
     write of the request's own that changes nothing else it reads, such as an
     SSO session's last-seen time."""
     session = db.session()
-    session.expire_on_commit = False
+    expiring, session.expire_on_commit = session.expire_on_commit, False
     try:
         session.commit()
     finally:
-        session.expire_on_commit = True
+        session.expire_on_commit = expiring
 
 
 def now() -> datetime:
