@@ -35,7 +35,7 @@ from .clients import Client, query_client
 from .db import db, now
 from .forms import ConfirmForm
 from .models import Consent, LoginTransaction, SsoSession
-from .oauth import ParkedRequest, authorization_server
+from .oauth import ReadRequest, authorization_server
 from .security import csrf, spend
 
 bp = Blueprint("authorize", __name__)
@@ -307,7 +307,7 @@ def authorize() -> Response:
         tx = transactions.load(tx_id)
     except transactions.TransactionGone as gone:
         return transaction_gone(gone)
-    return handle(ParkedRequest(tx.params, request.url), tx)
+    return handle(ReadRequest("GET", request.url, tx.params), tx)
 
 
 def transaction_gone(gone: transactions.TransactionGone) -> Response:

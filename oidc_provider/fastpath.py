@@ -202,7 +202,7 @@ def token(environ: dict[str, Any]) -> Answer | None:
     if any("\x00" in value for value in form.values()) or not _guesses_allowed(environ):
         return None
     try:
-        request = oauth.PostedRequest(_url(environ, "/token"), form, environ.get("HTTP_AUTHORIZATION"))
+        request = oauth.ReadRequest("POST", _url(environ, "/token"), form, environ.get("HTTP_AUTHORIZATION"))
         grant = oauth.authorization_server().get_token_grant(request)
         grant.validate_token_request()
         status, body, headers = grant.create_token_response()
@@ -264,7 +264,7 @@ def authorize(environ: dict[str, Any]) -> Answer | None:
     if sso is None:
         return None
     try:
-        request = oauth.ParkedRequest(params, _url(environ, f"/authorize?{environ.get('QUERY_STRING', '')}"))
+        request = oauth.ReadRequest("GET", _url(environ, f"/authorize?{environ.get('QUERY_STRING', '')}"), params)
         decision = authorize_view.decide(request, None, sso)
         response = None if decision.step else authorize_view.issue(request, decision, sso)
     except OAuth2Error:

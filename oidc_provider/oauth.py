@@ -593,7 +593,7 @@ class Issuer(IssuerParameter):
 
 class Server(AuthorizationServer):
     def create_oauth2_request(self, request: Any) -> OAuth2Request:
-        # A parked authorization request resumes from its stored parameters.
+        # A request already read (ReadRequest) is used as it is.
         if isinstance(request, OAuth2Request):
             return request
         return super().create_oauth2_request(request)
@@ -612,38 +612,23 @@ class Server(AuthorizationServer):
         )
 
 
-class PostedRequest(OAuth2Request):
-    """A form POST read below Flask (the fast path's token requests)."""
+class ReadRequest(OAuth2Request):
+    """A request whose parameters were read already: a parked authorization
+    request (its stored query, GET) or a request read below Flask (fastpath.py:
+    a signed-in authorize, GET; a token request's form, POST)."""
 
-    def __init__(self, uri: str, form: dict[str, str], authorization: str | None):
-        super().__init__("POST", uri, headers={"Authorization": authorization} if authorization else {})
-        self.payload = BasicOAuth2Payload(form)
-        self._form = form
-
-    @property
-    def args(self) -> dict[str, str]:
-        return {}
-
-    @property
-    def form(self) -> dict[str, str]:
-        return self._form
-
-
-class ParkedRequest(OAuth2Request):
-    """An authorization request rebuilt from a LoginTransaction's parameters."""
-
-    def __init__(self, params: dict[str, str], uri: str):
-        super().__init__("GET", uri)
+    def __init__(self, method: str, uri: str, params: dict[str, str], authorization: str | None = None):
+        super().__init__(method, uri, headers={"Authorization": authorization} if authorization else {})
         self.payload = BasicOAuth2Payload(params)
         self._params = params
 
     @property
     def args(self) -> dict[str, str]:
-        return self._params
+        return self._params if self.method == "GET" else {}
 
     @property
     def form(self) -> dict[str, str]:
-        return {}
+        return self._params if self.method == "POST" else {}
 
 
 def init_app(app: Flask) -> None:

@@ -177,7 +177,7 @@ def spend(limits: str, scope: str) -> bool:
     budget is spent (nothing is counted then)."""
     if not current_app.config.get("RATELIMIT_ENABLED", True):
         return True
-    items = parse_many(limits)
+    items = _parsed(limits)
     key = client_ip()
     try:
         strategy = limiter.limiter
