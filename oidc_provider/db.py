@@ -37,6 +37,8 @@ MIGRATIONS = str(Path(__file__).parent / "migrations")
 def init_app(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
+    app.before_request(_keep_loaded)
+    app.teardown_request(_expire_again)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         _private_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"])
         with app.app_context():
@@ -64,6 +66,22 @@ def _sqlite_pragmas(connection: Any, record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+def _keep_loaded() -> None:
+    """A request reads each row once: its own commits leave what it loaded as
+    it is, instead of expired and read again at the next use (a sign-in step
+    commits three times and reads the person, the pending sign-in and the
+    method after each). What must be read fresh after a commit is expired by
+    the code that needs it: the guessing counters (lockout.py) are."""
+    db.session().expire_on_commit = False
+
+
+def _expire_again(_error: BaseException | None = None) -> None:
+    """After the request, commits expire again (a test's or command's own
+    session may outlive a request it made)."""
+    if db.session.registry.has():
+        db.session().expire_on_commit = True
 
 
 def commit_keeping_loaded() -> None:
