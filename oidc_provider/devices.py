@@ -67,7 +67,7 @@ def known(user: User) -> KnownDevice | None:
 
 def remember(response: Response, user: User) -> KnownDevice:
     """A sign-in finished in this browser: know it for `user` for another
-    KNOWN_DEVICE_LIFETIME (commits; sets the cookie on `response`)."""
+    KNOWN_DEVICE_LIFETIME (the caller commits; sets the cookie on `response`)."""
     tokens = _tokens()
     device, token = _find(user, tokens)
     if device is None or token is None:
@@ -80,7 +80,6 @@ def remember(response: Response, user: User) -> KnownDevice:
         )
         db.session.add(device)
     device.last_seen_at = now()
-    db.session.commit()
     kept = [token, *(t for t in tokens if t != token)][:ACCOUNTS_PER_BROWSER]
     response.set_cookie(
         DEVICE_COOKIE,

@@ -80,7 +80,9 @@ def finish(
     uses up the browser's pending sign-in: only one request finishes it.
     `method`: the MFA method whose code was accepted, if any; `via`: what
     else did (passkey, recovery). A browser the account has not used before
-    gets the person an email (alerts.py)."""
+    gets the person an email (alerts.py). One transaction: the sign-in is
+    finished, with its session, audit line, known browser and alert, or not
+    at all."""
     pending = sessions.pending()
     if pending is None or pending.user_id != user.id or not sessions.consume_pending(pending):
         return redirect(url_for("login.password"))
@@ -97,14 +99,14 @@ def finish(
         sid=sso.sid,
         ip=client_ip(),
     )
-    db.session.commit()
     response = redirect(then or continue_url(tx, next_url))
     new_browser = alerts.is_new_browser(user, devices.known(user))
     device = devices.remember(response, user)
-    if new_browser:
-        alerts.send(user, device, sso.auth_time, client_ip())
     if trust:
         sessions.trust_this_computer(response, user)
+    if new_browser:
+        alerts.send(user, device, sso.auth_time, client_ip())
+    db.session.commit()
     return response
 
 

@@ -236,7 +236,7 @@ def confirm_enrolment(method: MfaMethod, code: str) -> VerifyResult:
     address or number removes the method named by `replaces` at the start."""
     if method.confirmed_at is not None:
         raise EnrolmentError(_("This sign-in method is already set up."))
-    result = _check(method, code)
+    result = check(method, code)
     if result.ok:
         method.confirmed_at = now()
         for old in replaced_by(method):
@@ -265,14 +265,15 @@ def verify(method: MfaMethod, code: str) -> VerifyResult:
     of an email/SMS code uses up one of its OTP_MAX_ATTEMPTS tries."""
     if method.confirmed_at is None:
         raise ValueError("an unconfirmed method is checked with confirm_enrolment")
-    result = _check(method, code)
+    result = check(method, code)
     db.session.commit()
     return result
 
 
-def _check(method: MfaMethod, code: str) -> VerifyResult:
-    """`verify` without the commit: uses up a try (email/SMS) and, on success,
-    the code's time step."""
+def check(method: MfaMethod, code: str) -> VerifyResult:
+    """`verify` without the commit (the caller commits, with what it records
+    of the outcome): uses up a try (email/SMS) and, on success, the code's
+    time step."""
     refused = None if method.kind == "totp" else _sent_code_refusal(method)
     if refused:
         return refused

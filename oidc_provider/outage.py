@@ -2,7 +2,9 @@
 503 with `Retry-After` that says to try again in a minute, instead of an
 error page that blames the application.
 
-Nothing is lost: the request's transaction is rolled back. On PostgreSQL the pool
+Nothing is lost: the request's transaction is rolled back, and the browser's
+session cookie is answered as it came (a step that failed moved the browser
+nowhere: the same step can be done again). On PostgreSQL the pool
 checks each connection before use (`pool_pre_ping`), so the first request after the
 database returns is served, without a restart. The log gets one line per
 such request (the access line names the error), not a traceback.
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 
-from flask import Flask, Response, g, jsonify, render_template
+from flask import Flask, Response, current_app, g, has_request_context, jsonify, render_template, request, session
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -43,6 +45,7 @@ def unavailable(error: Exception) -> tuple[Response | str, int, dict[str, str]]:
     servers, a page for people."""
     with contextlib.suppress(SQLAlchemyError):  # the connection may be gone with the transaction
         db.session.rollback()
+    _session_as_sent()
     g.unavailable = reason(error)
     headers = {"Retry-After": str(RETRY_AFTER), "Cache-Control": "no-store"}
     if wants_json():
@@ -54,6 +57,16 @@ def unavailable(error: Exception) -> tuple[Response | str, int, dict[str, str]]:
         hint="Nothing was changed: once it is back, do the same step again.",
     )
     return page, 503, headers
+
+
+def _session_as_sent() -> None:
+    """Undo what the failed request changed in the browser's session (a sign-in
+    step that pops its pending sign-in, signs in): the cookie goes back as it came."""
+    if not has_request_context() or not session.modified:
+        return
+    sent = current_app.session_interface.open_session(current_app, request)
+    session.clear()
+    session.update(sent or {})
 
 
 def init_app(app: Flask) -> None:

@@ -96,7 +96,8 @@ def held() -> SsoSession | None:
 def start(user: User, amr: list[str], acr: str, mfa_at: datetime | None) -> SsoSession:
     """Sign the browser in: a new cookie token, the same `sid` if this browser
     was already signed in as this user. Someone else's session in this browser
-    ends as a logout ends it: its apps are told, its tokens revoked, audited."""
+    ends as a logout ends it: its apps are told, its tokens revoked, audited.
+    The caller commits."""
     someone_else = held()
     if someone_else is not None and someone_else.user_id != user.id:
         logout.end_session(someone_else, reason="session_ended")
@@ -121,7 +122,6 @@ def start(user: User, amr: list[str], acr: str, mfa_at: datetime | None) -> SsoS
     sso.expires_at = at + _seconds("SSO_SESSION_LIFETIME")
     sso.user_agent = (request.user_agent.string or "")[:500]
     sso.ip = request.remote_addr
-    db.session.commit()
     session[SSO_KEY] = token
     return sso
 
@@ -233,13 +233,14 @@ def mark_enrolled(method_id: int) -> None:
 
 def consume_pending(item: PendingSignIn) -> bool:
     """Use the pending sign-in up: True for the one request that finishes it,
-    False for any other (a copy of the cookie, a second tab, a double submit)."""
+    False for any other (a copy of the cookie, a second tab, a double submit).
+    The caller commits: the row stays locked by its transaction until then,
+    so a concurrent request waits and then finds it used."""
     used = db.session.execute(
         update(PendingSignIn)
         .where(PendingSignIn.id == item.id, PendingSignIn.consumed_at.is_(None))
         .values(consumed_at=now())
     )
-    db.session.commit()
     session.pop(PENDING_KEY, None)
     return used.rowcount == 1
 
@@ -300,7 +301,8 @@ def take_to_show() -> list[str]:
 
 
 def trust_this_computer(response: Response, user: User) -> TrustedComputer:
-    """Remember this browser for TRUSTED_COMPUTER_LIFETIME (persistent cookie)."""
+    """Remember this browser for TRUSTED_COMPUTER_LIFETIME (persistent cookie;
+    the caller commits)."""
     token = new_token()
     at = now()
     lifetime = _seconds("TRUSTED_COMPUTER_LIFETIME")
@@ -313,7 +315,6 @@ def trust_this_computer(response: Response, user: User) -> TrustedComputer:
         expires_at=at + lifetime,
     )
     db.session.add(item)
-    db.session.commit()
     response.set_cookie(
         TRUST_COOKIE,
         token,

@@ -198,10 +198,10 @@ def check_code(user: User, method: MfaMethod, code: str, client_id: str | None =
     counted = counter(user)
     if not lockout.reserve(counted):
         return CodeResult(_refusal(counted), "locked")
-    result = mfa.verify(method, code)
+    result = mfa.check(method, code)
     if result.ok or result.outcome is mfa.Outcome.REPLAYED:
         lockout.release(counted)
-        db.session.commit()
+        db.session.commit()  # the code's time step used up and the try given back, at once
         return (
             CodeResult() if result.ok else CodeResult(messages.code_refusal(result, method.kind), "replayed")
         )

@@ -127,3 +127,41 @@ def test_a_database_error_inside_authlib_reaches_the_outage_answer(
     # the lock is gone: the same requests succeed, the code was not spent
     assert rp.token(code).status_code == 200
     assert rp.code_from(rp.authorize())
+
+
+def test_a_sign_in_that_cannot_be_stored_whole_stores_nothing_and_is_finished_by_the_next_code(
+    make_app, empty_pg_database, clock
+):
+    """The code step finishes a sign-in in one transaction (its session, audit
+    line, known browser): when part of it cannot be written, the person reads
+    the outage page, nothing of the sign-in is stored, the browser is where it
+    was, and the next code finishes the same sign-in."""
+    from oidc_provider.db import db
+    from oidc_provider.models import AuditEvent, PendingSignIn, SsoSession
+
+    app = make_app(DATABASE_URL=f"{empty_pg_database}&options=-c%20statement_timeout%3D300")
+    user = make_user(app)
+    clock.advance(seconds=30)
+    browser = app.test_client()
+    step = browser.post("/login", data={"email": user.email, "password": user.password})
+    assert step.status_code == 302 and step.location.endswith("/login/code")
+
+    holder = create_engine(empty_pg_database)
+    with holder.connect() as lock:  # another session holds the browsers' table past the timeout
+        lock.execute(text("LOCK TABLE known_device IN ACCESS EXCLUSIVE MODE"))
+        failed = browser.post("/login/code", data={"code": user.totp.at(clock.now)})
+        lock.rollback()
+    holder.dispose()
+
+    assert failed.status_code == 503 and b"Temporarily unavailable" in failed.data
+    with app.app_context():
+        assert db.session.scalars(db.select(SsoSession)).all() == []
+        assert db.session.scalars(db.select(AuditEvent).filter_by(event="signin_ok")).all() == []
+        [pending] = db.session.scalars(db.select(PendingSignIn)).all()
+        assert pending.consumed_at is None
+    assert browser.get("/account").location.startswith("/login")
+
+    clock.advance(seconds=30)  # the code just typed was used up: the app's next one
+    done = browser.post("/login/code", data={"code": user.totp.at(clock.now)})
+    assert done.status_code == 302 and done.location == "/"
+    assert browser.get("/account").status_code == 200
