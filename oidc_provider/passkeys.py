@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import webauthn
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import delete, update
+from sqlalchemy import update
 from webauthn.helpers import bytes_to_base64url, parse_client_data_json
 from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
@@ -113,8 +113,7 @@ def _challenge(
     tx_id: str | None = None,
 ) -> bytes:
     """A new challenge for one ceremony in one browser (caller commits)."""
-    at = now()
-    db.session.execute(delete(PasskeyChallenge).where(PasskeyChallenge.expires_at <= at))  # nothing lingers
+    at = now()  # expired ones are left to the purge (purge.py)
     value = secrets.token_bytes(CHALLENGE_BYTES)
     db.session.add(
         PasskeyChallenge(

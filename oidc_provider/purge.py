@@ -4,7 +4,8 @@ What goes, table by table (`PURGE_GRACE` keeps used or expired credentials a
 while, so that a late replay is still recognised and an old link still says it
 expired):
 
-- parked authorization requests past their expiry;
+- parked authorization requests, sign-ins in progress (password accepted,
+  second step owed) and passkey challenges past their expiry;
 - token families whose every access and refresh token expired (revoked or
   not) more than PURGE_GRACE ago;
 - authorization codes expired more than PURGE_GRACE ago, used or not, unless a
@@ -43,6 +44,8 @@ from .models import (
     LoginThrottle,
     LoginTransaction,
     OutboxMessage,
+    PasskeyChallenge,
+    PendingSignIn,
     SsoSession,
     Token,
     TrustedComputer,
@@ -88,6 +91,8 @@ def _rules(at: datetime) -> dict[str, tuple[Any, Any]]:
     messages = at - _seconds("MESSAGE_RETENTION")
     return {
         "login_transaction": (LoginTransaction, LoginTransaction.expires_at <= at),
+        "passkey_challenge": (PasskeyChallenge, PasskeyChallenge.expires_at <= at),
+        "pending_sign_in": (PendingSignIn, PendingSignIn.expires_at <= at),
         "token": (Token, _token_rule(at)),
         "authorization_code": (AuthorizationCode, _code_rule(at)),
         "sso_session": (

@@ -183,8 +183,7 @@ def begin_pending(
     user's security stamp; the browser gets only its random token. Any earlier
     one of this browser ends."""
     drop_pending()
-    at = now()
-    db.session.execute(delete(PendingSignIn).where(PendingSignIn.expires_at <= at))  # nothing lingers
+    at = now()  # expired ones are left to the purge (purge.py)
     token = new_token()
     item = PendingSignIn(
         token_hash=token_hash(token),

@@ -17,6 +17,8 @@ from oidc_provider.models import (
     LoginThrottle,
     LoginTransaction,
     OutboxMessage,
+    PasskeyChallenge,
+    PendingSignIn,
     SsoSession,
     Token,
     UsedJti,
@@ -33,6 +35,8 @@ AUTHORIZE = {
 }
 TABLES = {
     "login_transaction": LoginTransaction,
+    "passkey_challenge": PasskeyChallenge,
+    "pending_sign_in": PendingSignIn,
     "token": Token,
     "authorization_code": AuthorizationCode,
     "sso_session": SsoSession,
@@ -109,6 +113,8 @@ def test_purge_removes_what_expired_and_keeps_what_is_still_needed(any_app, cloc
 
     assert purged == {
         "login_transaction": 2,  # the sign-in's, answered, and the stale one
+        "passkey_challenge": 1,  # the sign-in page's offer of passkeys, never taken
+        "pending_sign_in": 1,  # the first sign-in's, used up (fresh's is still young)
         "token": 1,
         "authorization_code": 1,
         "sso_session": 1,
